@@ -1,0 +1,280 @@
+"""The `trecs` command line: parses, calls the library, prints."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+# typer vendors click; its exception types are not re-exported publicly.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+from trecs import __version__
+from trecs.errors import UserError
+
+app = typer.Typer(
+    help="trecs: playlist continuation with a transformer over the Million Playlist Dataset.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"trecs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """trecs: playlist continuation with a transformer over the Million Playlist Dataset."""
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace OUT if it already exists.")]
+
+
+@app.command("synth-mpd")
+def synth_mpd(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to create, laid out like the MPD.")],
+    playlists: Annotated[int, typer.Option(min=1, help="Number of playlists.")] = 10_000,
+    tracks: Annotated[
+        int, typer.Option(min=250, help="Number of distinct tracks in the catalog.")
+    ] = 50_000,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Random seed; the output is identical per seed.")
+    ] = 0,
+    zip_: Annotated[
+        bool, typer.Option("--zip", help="Also write OUT_DIR.zip in the MPD zip layout.")
+    ] = False,
+    force: ForceOption = False,
+    json_: JsonOption = False,
+) -> None:
+    """Write synthetic playlists in the MPD format (slices, md5sums) plus catalog.csv.
+
+    The data has planted structure (genres, Zipf popularity, album runs) so that models
+    and baselines can be compared on it; the audio features in catalog.csv cluster by genre.
+    """
+    from trecs.synth import synth_mpd as run
+
+    with _progress() as progress:
+        task = progress.add_task("writing slices", total=None, detail="")
+        report = run(
+            out_dir,
+            playlists=playlists,
+            tracks=tracks,
+            seed=seed,
+            make_zip=zip_,
+            force=force,
+            on_slice=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    if json_:
+        print(json.dumps(report.__dict__))
+        return
+    out.print(
+        f"wrote {report.playlists:,} playlists ({report.entries:,} entries, {report.tracks:,} tracks) "
+        f"in {report.slices} slices to {report.out_dir}"
+        + (f" and {report.zip}" if report.zip else "")
+    )
+
+
+@app.command("build-db")
+def build_db(
+    out_db: Annotated[Path, typer.Argument(help="sqlite database to create.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="The MPD zip (read in place), folders holding slices, or slice files."),
+    ],
+    split: Annotated[
+        str, typer.Option(help="Train, validation and test fractions of playlists.")
+    ] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the split assignment.")] = 42,
+    features: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of audio features (TidyTuesday or Kaggle layout), joined on track id."
+        ),
+    ] = None,
+    force: ForceOption = False,
+    lenient: Annotated[
+        bool, typer.Option(help="Skip invalid playlists (and report why) instead of stopping.")
+    ] = False,
+    verify_md5: Annotated[
+        bool,
+        typer.Option(
+            "--verify-md5",
+            help="Also hash every slice against the input's md5sums (as `trecs verify` does) while building.",
+        ),
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Processes decoding slices (default: one per core).")
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Build the sqlite database from MPD slices, validating every playlist.
+
+    Writes to a temporary file and renames it at the end, so an error or interrupt never
+    leaves a partial database. Splits are assigned by a seeded hash of each playlist id.
+    Run `trecs verify` on a downloaded archive first (or pass --verify-md5).
+    """
+    from trecs.build_db import build_database, parse_split
+
+    fractions = parse_split(split)
+    with _progress() as progress:
+        task = progress.add_task("building", total=None, detail="")
+        count = {"playlists": 0, "slices": 0}
+
+        def on_slice(tables, total: int) -> None:
+            count["playlists"] += len(tables.playlists)
+            count["slices"] += 1
+            progress.update(
+                task,
+                completed=count["slices"],
+                total=total,
+                detail=f"{count['playlists']:,} playlists",
+            )
+
+        report = build_database(
+            out_db,
+            inputs,
+            split=fractions,
+            seed=seed,
+            features=features,
+            force=force,
+            lenient=lenient,
+            verify_md5=verify_md5,
+            workers=workers,
+            on_slice=on_slice,
+        )
+    if json_:
+        print(json.dumps(report.as_dict()))
+        return
+    rate = report.playlists / max(report.seconds, 1e-9)
+    splits = ", ".join(f"{name} {n:,}" for name, n in report.splits.items())
+    out.print(
+        f"built {report.path}: {report.playlists:,} playlists, {report.entries:,} entries, "
+        f"{report.tracks:,} tracks ({splits}) in {report.seconds:.1f} s ({rate:,.0f} playlists/s)"
+    )
+    if features is not None:
+        out.print(
+            f"audio features for {report.tracks_with_audio_features:,} of {report.tracks:,} tracks"
+        )
+    for reason, n in sorted(report.skipped.items(), key=lambda item: -item[1]):
+        out.print(f"skipped {n:,} playlists: {reason}")
+
+
+@app.command()
+def verify(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="MPD zips or folders that hold an md5sums file.")
+    ],
+    json_: JsonOption = False,
+) -> None:
+    """Check every slice against the md5sums shipped with the MPD (exit 2 on any mismatch)."""
+    from trecs.mpd import verify_mpd
+
+    with _progress() as progress:
+        task = progress.add_task("verifying", total=None, detail="")
+        count = verify_mpd(
+            inputs, on_slice=lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    if json_:
+        print(json.dumps({"slices": count, "ok": True}))
+        return
+    out.print(f"{count} slices match their md5sums")
+
+
+@app.command()
+def info(
+    db: Annotated[Path, typer.Argument(help="A database made by `trecs build-db`.")],
+    json_: JsonOption = False,
+) -> None:
+    """Count playlists, entries, tracks, artists and albums, per split and with audio features."""
+    from trecs.db import database_info
+
+    summary = database_info(db)
+    if json_:
+        print(json.dumps(summary))
+        return
+    table = Table(title=str(db), show_header=False)
+    for key in (
+        "playlists",
+        "entries",
+        "tracks",
+        "artists",
+        "albums",
+        "tracks_with_audio_features",
+    ):
+        table.add_row(key.replace("_", " "), f"{summary[key]:,}")
+    for name, split in summary["splits"].items():
+        table.add_row(
+            f"{name} split", f"{split['playlists']:,} playlists, {split['entries']:,} entries"
+        )
+    out.print(table)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so temporary files are removed on the way out."""
+    raise KeyboardInterrupt
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code: 0 ok, 2 bad input, 130 interrupted."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = app(args=argv, prog_name="trecs", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help())
+        return 0
+    except ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return 2
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())
