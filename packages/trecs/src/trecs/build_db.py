@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import tempfile
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -340,10 +341,11 @@ def _load_all(refs: list[SliceRef], lenient: bool, workers: int | None) -> Itera
     While the pool starts up and loads the next slices, this process loads the first
     one itself rather than wait idle for it.
     """
+    build = uuid.uuid4().hex
     workers = min(workers or os.cpu_count() or 1, len(refs) - 1)
     if workers < 1:
         for ref in refs:
-            yield load_slice(ref, lenient)
+            yield load_slice(ref, build, lenient)
         return
     # fork where available: workers run only msgspec and numpy, and forking does not
     # re-import the caller's __main__ (spawn would, breaking unguarded scripts).
@@ -353,14 +355,14 @@ def _load_all(refs: list[SliceRef], lenient: bool, workers: int | None) -> Itera
     try:
         remaining = iter(refs[1:])
         queue = deque(
-            pool.submit(load_slice, ref, lenient) for ref in islice(remaining, 2 * workers)
+            pool.submit(load_slice, ref, build, lenient) for ref in islice(remaining, 2 * workers)
         )
-        yield load_slice(refs[0], lenient)
+        yield load_slice(refs[0], build, lenient)
         while queue:
             tables = queue.popleft().result()
             following = next(remaining, None)
             if following is not None:
-                queue.append(pool.submit(load_slice, following, lenient))
+                queue.append(pool.submit(load_slice, following, build, lenient))
             yield tables
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -65,6 +65,7 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
     )
 
 
@@ -273,6 +274,8 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    if result == 130:  # typer turns KeyboardInterrupt into exit code 130
+        print("error: interrupted", file=sys.stderr)
     return result if isinstance(result, int) else 0
 
 

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import chain, repeat
 from operator import attrgetter
 from pathlib import Path
@@ -126,13 +125,19 @@ class SliceRef:
         return data
 
 
-@lru_cache(maxsize=4)
+_archives: dict[tuple[int, Path], zipfile.ZipFile] = {}
+
+
 def _open_zip(path: Path) -> zipfile.ZipFile:
-    """One open handle per archive and process (workers each open their own)."""
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise UserError(f"{path}: not a readable zip archive ({exc})") from None
+    """One open handle per archive and process: a handle inherited through fork shares
+    its file offset with the parent, so concurrent reads would corrupt each other."""
+    key = (os.getpid(), path)
+    if key not in _archives:
+        try:
+            _archives[key] = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise UserError(f"{path}: not a readable zip archive ({exc})") from None
+    return _archives[key]
 
 
 def parse_md5sums(text: str, origin: str) -> dict[str, str]:
@@ -377,12 +382,22 @@ class SliceTables:
     skipped: list[tuple[int | None, str]]
 
 
-_track_numbers: dict[str, int] = {}
+_numbering: tuple[tuple[str, int], dict[str, int]] = (("", 0), {})
 
 
-def flatten(parsed: ParsedSlice, name: str, lenient: bool = False) -> SliceTables:
+def _track_numbers(build: str) -> dict[str, int]:
+    """This process's track numbers for one build; fresh for every build and every
+    process (a forked worker must not inherit its parent's numbers)."""
+    global _numbering
+    key = (build, os.getpid())
+    if _numbering[0] != key:
+        _numbering = (key, {})
+    return _numbering[1]
+
+
+def flatten(parsed: ParsedSlice, name: str, build: str, lenient: bool = False) -> SliceTables:
     """Number the slice's tracks, checking the URIs of those seen for the first time."""
-    numbers = _track_numbers
+    numbers = _track_numbers(build)
     first_new = len(numbers)
     tracks = list(chain.from_iterable(p.tracks for p in parsed.playlists))
     entries = np.fromiter(
@@ -391,7 +406,7 @@ def flatten(parsed: ParsedSlice, name: str, lenient: bool = False) -> SliceTable
     unseen = np.flatnonzero(entries < 0).tolist()
     bad = {index: problem for index in unseen if (problem := track_problem(tracks[index]))}
     if bad:
-        return flatten(_drop_bad_tracks(parsed, bad, name, lenient), name, lenient)
+        return flatten(_drop_bad_tracks(parsed, bad, name, lenient), name, build, lenient)
     new_tracks: list[tuple] = []
     for index in unseen:
         t = tracks[index]
@@ -455,10 +470,10 @@ def _drop_bad_tracks(
     )
 
 
-def load_slice(ref: SliceRef, lenient: bool = False) -> SliceTables:
-    """Read, check and flatten one slice; runs in worker processes."""
+def load_slice(ref: SliceRef, build: str, lenient: bool = False) -> SliceTables:
+    """Read, check and flatten one slice for the build named `build`; runs in workers."""
     with _gc_paused():
-        return flatten(parse_slice(ref.read(), ref.name, lenient), ref.name, lenient)
+        return flatten(parse_slice(ref.read(), ref.name, lenient), ref.name, build, lenient)
 
 
 @contextmanager

@@ -130,16 +130,16 @@ def make_catalog(rng: np.random.Generator, num_tracks: int) -> Catalog:
     album = np.repeat(np.arange(len(album_sizes)), album_sizes)
     artist = np.asarray(album_artist)[album]
     subgenre = np.asarray(artist_genre)[artist]
-    # Zipf over albums within a subgenre, jittered per track.
+    # Zipf over the tracks of each subgenre (random ranks), with popular albums lifting
+    # all of their tracks a little.
+    album_boost = rng.lognormal(0.0, 0.7, len(album_sizes))
     weight = np.empty(num_tracks)
-    album_weight = np.empty(len(album_sizes))
-    album_genre = np.asarray(artist_genre)[album_artist]
     for g in range(len(SUBGENRES)):
-        members = np.flatnonzero(album_genre == g)
-        album_weight[members] = 1.0 / (1 + rng.permutation(len(members))) ** 1.1
-    weight = album_weight[album] * rng.lognormal(0.0, 0.5, num_tracks)
-    for g in range(len(SUBGENRES)):
-        members = subgenre == g
+        members = np.flatnonzero(subgenre == g)
+        if len(members) == 0:
+            continue
+        zipf = 1.0 / (1 + rng.permutation(len(members))) ** 1.0
+        weight[members] = zipf * album_boost[album[members]]
         weight[members] /= weight[members].sum()
     starts = np.cumsum(album_sizes) - album_sizes
     return Catalog(
@@ -223,9 +223,10 @@ def make_playlist(
     genres = [int(rng.choice(len(SUBGENRES), p=genre_weight))]
     if rng.random() < 0.6:
         # A second genre, usually a sibling subgenre of the same top-level genre.
+        family = 4 * (genres[0] // 4)
+        siblings = [g for g in range(family, family + 4) if genre_weight[g] > 0]
         if rng.random() < 0.6:
-            sibling = 4 * (genres[0] // 4) + int(rng.integers(4))
-            genres.append(sibling)
+            genres.append(siblings[int(rng.integers(len(siblings)))])
         else:
             genres.append(int(rng.choice(len(SUBGENRES), p=genre_weight)))
     picks = _playlist_tracks(rng, catalog, sampler, genres, _playlist_length(rng))

@@ -1,0 +1,47 @@
+# Run through uv so that `make X` and `uv run make X` both work on a fresh clone.
+UV ?= uv
+TRECS := $(UV) run trecs
+PYTHON := $(UV) run python
+
+MPD_ZIP := data/spotify_million_playlist_dataset.zip
+DEMO := data/demo
+
+.PHONY: demo test lint bench-build-db clean-demo
+
+## demo: the main job end to end on built-in synthetic data, no network
+demo: $(DEMO)/mpd.db
+	$(TRECS) info $(DEMO)/mpd.db
+
+$(DEMO)/mpd/md5sums:
+	$(TRECS) synth-mpd $(DEMO)/mpd --playlists 10000 --tracks 50000 --seed 0 --force
+
+$(DEMO)/mpd.db: $(DEMO)/mpd/md5sums
+	$(TRECS) verify $(DEMO)/mpd
+	$(TRECS) build-db $@ $(DEMO)/mpd --features $(DEMO)/mpd/catalog.csv --force
+
+clean-demo:
+	rm -rf $(DEMO)
+
+## data/mpd.db: the real Million Playlist Dataset, md5sums checked first
+$(MPD_ZIP):
+	@echo "error: $(MPD_ZIP) is missing. Place your copy of the Million Playlist Dataset" >&2
+	@echo "(spotify_million_playlist_dataset.zip) there; AIcrowd no longer serves it." >&2
+	@exit 2
+
+data/spotify_million_playlist_dataset.md5-ok: $(MPD_ZIP)
+	$(TRECS) verify $(MPD_ZIP)
+	touch $@
+
+data/mpd.db: data/spotify_million_playlist_dataset.md5-ok
+	$(TRECS) build-db $@ $(MPD_ZIP) --force
+
+## checks and benchmarks
+test:
+	$(UV) run pytest
+
+lint:
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+bench-build-db:
+	$(PYTHON) benchmarks/build_db.py

@@ -1,0 +1,36 @@
+"""The eight audio features pressedplay predicts from an image, in model output order.
+
+Ranges are those of Spotify's (now removed) audio-features endpoint, which the track
+catalogs still carry; the model is trained on standardised values and reports these units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    low: float
+    high: float
+    unit: str
+    meaning: str
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("acousticness", 0.0, 1.0, "", "confidence that the track is acoustic"),
+    Feature("danceability", 0.0, 1.0, "", "how suitable for dancing: tempo, rhythm, beat strength"),
+    Feature("energy", 0.0, 1.0, "", "perceived intensity and activity"),
+    Feature("instrumentalness", 0.0, 1.0, "", "likelihood that the track has no vocals"),
+    Feature("liveness", 0.0, 1.0, "", "likelihood that an audience is audible"),
+    Feature("loudness", -60.0, 0.0, "dB", "average loudness of the track"),
+    Feature("speechiness", 0.0, 1.0, "", "presence of spoken words"),
+    Feature("valence", 0.0, 1.0, "", "musical positiveness: happy, cheerful, euphoric"),
+)
+NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+
+
+def describe() -> list[dict]:
+    """The features as plain dicts, for JSON output."""
+    return [asdict(f) for f in FEATURES]
