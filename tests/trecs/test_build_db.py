@@ -103,7 +103,10 @@ def test_counts_match_the_json(cli, built, mpd_json):
     assert sum(s["playlists"] for s in info["splits"].values()) == 2500
     assert sum(s["entries"] for s in info["splits"].values()) == info["entries"]
     conn = sqlite3.connect(built)
-    assert conn.execute("SELECT COUNT(*) FROM playlist_track_memberships").fetchone()[0] == info["entries"]
+    assert (
+        conn.execute("SELECT COUNT(*) FROM playlist_track_memberships").fetchone()[0]
+        == info["entries"]
+    )
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     indices = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -177,7 +180,10 @@ def test_real_mpd_playlists_build(cli, tmp_path):
     assert report["playlists"] == 5
     assert report["entries"] == sum(p["num_tracks"] for p in real)
     conn = sqlite3.connect(tmp_path / "real.db")
-    assert conn.execute("SELECT description FROM playlists WHERE id = 94").fetchone()[0] == "chilllll out"
+    assert (
+        conn.execute("SELECT description FROM playlists WHERE id = 94").fetchone()[0]
+        == "chilllll out"
+    )
     first = conn.execute(
         "SELECT t.uri FROM playlist_track_memberships m JOIN tracks t ON t.id = m.track_id "
         "WHERE m.playlist_id = 0 ORDER BY m.pos LIMIT 1"
@@ -263,7 +269,9 @@ def test_lenient_skips_and_reports(cli, tmp_path, real_playlists):
 def test_truncated_json(cli, tmp_path, real_playlists):
     source = write_slice(tmp_path / "in", real_playlists)
     source.write_bytes(source.read_bytes()[:-5000])
-    cli("build-db", tmp_path / "out.db", source).assert_error(str(source), "invalid JSON", "truncated")
+    cli("build-db", tmp_path / "out.db", source).assert_error(
+        str(source), "invalid JSON", "truncated"
+    )
     cli("build-db", tmp_path / "out.db", source, "--lenient").assert_error("invalid JSON")
     assert not (tmp_path / "out.db").exists()
 
@@ -274,14 +282,18 @@ def test_not_a_slice(cli, tmp_path):
     cli("build-db", tmp_path / "out.db", source).assert_error("not an MPD slice")
     other = tmp_path / "notes.txt"
     other.write_text("hello")
-    cli("build-db", tmp_path / "out.db", other).assert_error("not an MPD zip archive, folder or .json slice")
+    cli("build-db", tmp_path / "out.db", other).assert_error(
+        "not an MPD zip archive, folder or .json slice"
+    )
     cli("build-db", tmp_path / "out.db", tmp_path / "missing.zip").assert_error("no such file")
 
 
 def test_duplicate_pid_across_slices(cli, tmp_path, real_playlists):
     a = write_slice(tmp_path / "in", real_playlists[:2], "mpd.slice.0-999.json")
     b = write_slice(tmp_path / "in", real_playlists[1:3], "mpd.slice.1000-1999.json")
-    cli("build-db", tmp_path / "out.db", a, b).assert_error("playlist 1: pid appears more than once")
+    cli("build-db", tmp_path / "out.db", a, b).assert_error(
+        "playlist 1: pid appears more than once"
+    )
     result = cli("build-db", tmp_path / "out.db", a, b, "--lenient", "--json")
     assert result.json()["skipped"] == {"duplicate pid": 1}
     assert result.json()["playlists"] == 3
@@ -293,7 +305,9 @@ def test_empty_archive_and_folder(cli, tmp_path):
         archive.writestr("README.md", "nothing here")
     cli("build-db", tmp_path / "out.db", empty_zip).assert_error("no mpd.slice.*.json files")
     (tmp_path / "empty").mkdir()
-    cli("build-db", tmp_path / "out.db", tmp_path / "empty").assert_error("no mpd.slice.*.json files")
+    cli("build-db", tmp_path / "out.db", tmp_path / "empty").assert_error(
+        "no mpd.slice.*.json files"
+    )
     garbage = tmp_path / "broken.zip"
     garbage.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
     cli("build-db", tmp_path / "out.db", garbage).assert_error("not an MPD zip archive")
@@ -346,16 +360,27 @@ def test_existing_output_needs_force(cli, mpd_dir, tmp_path, real_playlists):
     [
         ("name,danceability\nx,0.5\n", "no track id column"),
         ("track_id,name\n4uLU6hMCjMI75M1A2tKUQC,x\n", "no audio-feature columns"),
-        ("track_id,danceability\n4uLU6hMCjMI75M1A2tKUQC,loud\n", "line 2: danceability 'loud' is not a number"),
-        ("track_id,danceability\n4uLU6hMCjMI75M1A2tKUQC,7\n", "line 2: danceability 7.0 is outside [0.0, 1.0]"),
-        ("track_id,danceability\nnot-an-id,0.5\n", "line 2: track_id 'not-an-id' is not a Spotify track id"),
+        (
+            "track_id,danceability\n4uLU6hMCjMI75M1A2tKUQC,loud\n",
+            "line 2: danceability 'loud' is not a number",
+        ),
+        (
+            "track_id,danceability\n4uLU6hMCjMI75M1A2tKUQC,7\n",
+            "line 2: danceability 7.0 is outside [0.0, 1.0]",
+        ),
+        (
+            "track_id,danceability\nnot-an-id,0.5\n",
+            "line 2: track_id 'not-an-id' is not a Spotify track id",
+        ),
     ],
 )
 def test_bad_features_csv(cli, tmp_path, real_playlists, content, message):
     source = write_slice(tmp_path / "in", real_playlists)
     features = tmp_path / "features.csv"
     features.write_text(content)
-    cli("build-db", tmp_path / "out.db", source, "--features", features).assert_error(str(features), message)
+    cli("build-db", tmp_path / "out.db", source, "--features", features).assert_error(
+        str(features), message
+    )
     assert not (tmp_path / "out.db").exists()
 
 
@@ -373,13 +398,17 @@ def test_features_accept_kaggle_layout_and_uris(tmp_path, real_playlists):
     report = build_database(tmp_path / "out.db", [source], features=features)
     assert report.tracks_with_audio_features == 2
     conn = sqlite3.connect(tmp_path / "out.db")
-    row = conn.execute("SELECT danceability, key, mode, valence FROM tracks WHERE uri = ?", (first,)).fetchone()
+    row = conn.execute(
+        "SELECT danceability, key, mode, valence FROM tracks WHERE uri = ?", (first,)
+    ).fetchone()
     assert row == (0.5, 5, 1, None)  # first row of a track wins; absent columns stay NULL
 
 
 def test_bad_split_option(cli, tmp_path, real_playlists):
     source = write_slice(tmp_path / "in", real_playlists)
-    cli("build-db", tmp_path / "out.db", source, "--split", "0.8,0.3,0.1").assert_error("summing to 1")
+    cli("build-db", tmp_path / "out.db", source, "--split", "0.8,0.3,0.1").assert_error(
+        "summing to 1"
+    )
     cli("build-db", tmp_path / "out.db", source, "--split", "a,b,c").assert_error("--split")
 
 

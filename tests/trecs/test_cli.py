@@ -93,7 +93,11 @@ def test_interrupted_build_leaves_no_database(mpd_dir, tmp_path, sig):
 
 def test_library_has_no_cli_dependency():
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys, trecs.build_db, trecs.synth; print('typer' in sys.modules)"],
+        [
+            sys.executable,
+            "-c",
+            "import sys, trecs.build_db, trecs.synth; print('typer' in sys.modules)",
+        ],
         capture_output=True,
         text=True,
         check=True,

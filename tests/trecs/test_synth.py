@@ -7,6 +7,8 @@ import hashlib
 import json
 import zipfile
 from collections import Counter
+from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 
@@ -48,11 +50,14 @@ def test_layout_matches_the_mpd(mpd_dir):
         members = archive.namelist()
         assert members[:2] == ["README.md", "md5sums"]
         assert sorted(members[2:]) == sorted(f"data/{n}" for n in names)
-        assert archive.read("data/mpd.slice.0-999.json") == (mpd_dir / "data/mpd.slice.0-999.json").read_bytes()
+        assert (
+            archive.read("data/mpd.slice.0-999.json")
+            == (mpd_dir / "data/mpd.slice.0-999.json").read_bytes()
+        )
 
 
 def test_json_schema_matches_the_real_mpd(mpd_dir):
-    real = json.loads((__import__("pathlib").Path(__file__).parent / "fixtures/mpd.slice.0-999.json").read_text())
+    real = json.loads((Path(__file__).parent / "fixtures/mpd.slice.0-999.json").read_text())
     assert list(real["playlists"][0]) == PLAYLIST_KEYS
     data = json.loads((mpd_dir / "data/mpd.slice.1000-1999.json").read_text())
     assert list(data) == ["info", "playlists"]
@@ -74,7 +79,10 @@ def test_json_schema_matches_the_real_mpd(mpd_dir):
         assert playlist["duration_ms"] == sum(t["duration_ms"] for t in tracks)
         assert playlist["num_artists"] == len({t["artist_uri"] for t in tracks})
         assert playlist["num_albums"] == len({t["album_uri"] for t in tracks})
-        assert all(t["track_uri"].startswith("spotify:track:") and len(t["track_uri"]) == 36 for t in tracks)
+        assert all(
+            t["track_uri"].startswith("spotify:track:") and len(t["track_uri"]) == 36
+            for t in tracks
+        )
     assert 0 < described < 100
 
 
@@ -109,7 +117,15 @@ def test_catalog_has_every_track_in_tidytuesday_columns(mpd_dir, mpd_json):
     used = {t["track_uri"].split(":")[-1] for p in mpd_json.values() for t in p["tracks"]}
     assert used <= ids
     for r in rows:
-        for name in ("danceability", "energy", "speechiness", "acousticness", "instrumentalness", "liveness", "valence"):
+        for name in (
+            "danceability",
+            "energy",
+            "speechiness",
+            "acousticness",
+            "instrumentalness",
+            "liveness",
+            "valence",
+        ):
             assert 0.0 <= float(r[name]) <= 1.0
         assert float(r["loudness"]) <= 0.0
         assert r["mode"] in ("0", "1") and 0 <= int(r["key"]) <= 11
@@ -117,7 +133,15 @@ def test_catalog_has_every_track_in_tidytuesday_columns(mpd_dir, mpd_json):
 
 def test_audio_features_cluster_by_genre(mpd_dir):
     rows = _catalog(mpd_dir)
-    names = ["danceability", "energy", "speechiness", "acousticness", "instrumentalness", "liveness", "valence"]
+    names = [
+        "danceability",
+        "energy",
+        "speechiness",
+        "acousticness",
+        "instrumentalness",
+        "liveness",
+        "valence",
+    ]
     x = np.array([[float(r[n]) for n in names] for r in rows])
     genre = np.array([r["playlist_subgenre"] for r in rows])
     centroids = {g: x[genre == g].mean(0) for g in set(genre)}
@@ -144,7 +168,7 @@ def test_planted_structure(mpd_dir, mpd_json):
         top_two.append(sum(n for _, n in counts) / len(uris))
         for t in playlist["tracks"]:
             album_of[t["track_uri"]] = t["album_uri"]
-        for a, b in zip(uris, uris[1:], strict=False):
+        for a, b in pairwise(uris):
             pairs += 1
             album_runs += album_of[a] == album_of[b]
     # Playlists draw mostly from one or two genres.
@@ -159,8 +183,12 @@ def test_planted_structure(mpd_dir, mpd_json):
 
 def test_refuses_to_overwrite(cli, tmp_path):
     (tmp_path / "out").mkdir()
-    cli("synth-mpd", tmp_path / "out", "--playlists", 5, "--tracks", 300).assert_error("already exists", "--force")
-    result = cli("synth-mpd", tmp_path / "out", "--playlists", 5, "--tracks", 300, "--force", "--json")
+    cli("synth-mpd", tmp_path / "out", "--playlists", 5, "--tracks", 300).assert_error(
+        "already exists", "--force"
+    )
+    result = cli(
+        "synth-mpd", tmp_path / "out", "--playlists", 5, "--tracks", 300, "--force", "--json"
+    )
     assert result.code == 0
     assert result.json()["playlists"] == 5
     assert (tmp_path / "out/data/mpd.slice.0-4.json").exists()

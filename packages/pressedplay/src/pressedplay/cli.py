@@ -35,7 +35,9 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """pressedplay: from a picture to audio features to a playlist of real tracks."""
@@ -43,7 +45,9 @@ def _root(
 
 @app.command()
 def features(
-    json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON on stdout.")
+    ] = False,
 ) -> None:
     """List the eight audio features a picture is mapped to, with their ranges."""
     from pressedplay.features import describe
