@@ -1,6 +1,6 @@
 # Run through uv so that `make X` and `uv run make X` both work on a fresh clone.
 UV ?= uv
-TRECS := $(UV) run trecs
+TRECS ?= $(UV) run trecs
 PYTHON := $(UV) run python
 
 MPD_ZIP := data/spotify_million_playlist_dataset.zip

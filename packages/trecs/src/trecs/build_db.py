@@ -1,7 +1,7 @@
 """Build the trecs sqlite database from MPD slices.
 
-Worker processes read, md5-check, decode and validate slices; this process assigns
-global ids and writes. The database is written under a temporary name in the target's
+Worker processes read (and optionally md5-check), decode and validate slices; this
+process assigns global ids and writes. The database is written under a temporary name in the target's
 folder and renamed only when complete, so a failure or interrupt never leaves a partial
 database at the target path (and an existing one survives a failed `--force` rebuild).
 """
@@ -69,9 +69,8 @@ def assign_splits(pids: np.ndarray, fractions: Sequence[float], seed: int) -> np
     the input order and whichever other slices are in the database: a playlist held out
     in a small development database stays held out in the full one.
     """
-    mask = np.uint64(2**64 - 1)
     with np.errstate(over="ignore"):
-        key = _splitmix64(np.uint64(seed & int(mask)))
+        key = _splitmix64(np.uint64(seed % 2**64))
         u = _splitmix64(pids.astype(np.uint64) ^ key)
     uniform = (u >> np.uint64(11)).astype(np.float64) / float(2**53)
     edges = np.cumsum(fractions)[:-1]
@@ -121,6 +120,7 @@ def build_database(
             report = _build(conn, refs, split, seed, feature_table, lenient, workers, on_slice)
         finally:
             conn.close()
+        tmp.chmod(0o644)  # mkstemp makes it private; a database is meant to be shared
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -105,9 +105,12 @@ class SliceRef:
     def read(self) -> bytes:
         """The slice's bytes, checked against md5sums when `find_slices` was asked to verify."""
         if self.member is None:
-            if self.path.stat().st_size > MAX_SLICE_BYTES:
-                raise UserError(f"{self.name}: file too large for an MPD slice")
-            data = self.path.read_bytes()
+            try:
+                if self.path.stat().st_size > MAX_SLICE_BYTES:
+                    raise UserError(f"{self.name}: file too large for an MPD slice")
+                data = self.path.read_bytes()
+            except OSError as exc:
+                raise UserError(f"{self.name}: cannot read ({exc.strerror})") from None
         else:
             archive = _open_zip(self.path)
             if archive.getinfo(self.member).file_size > MAX_SLICE_BYTES:
@@ -153,14 +156,12 @@ def parse_md5sums(text: str, origin: str) -> dict[str, str]:
     return sums
 
 
-def _attach_md5(refs: list[SliceRef], sums: dict[str, str] | None, origin: str) -> list[SliceRef]:
+def _attach_md5(refs: list[SliceRef], sums: dict[str, str], origin: str) -> list[SliceRef]:
     """Give each slice its expected md5; the slices and md5sums must list the same files."""
-    if sums is None:
-        return refs
     listed = {key: value for key, value in sums.items() if SLICE_NAME.search(key)}
     out = []
     for ref in refs:
-        key = _relative_key(ref, listed)
+        key = _listed_as(ref, listed)
         if key is None:
             raise UserError(f"{ref.name}: not listed in {origin}")
         out.append(SliceRef(ref.path, ref.member, listed.pop(key)))
@@ -170,10 +171,12 @@ def _attach_md5(refs: list[SliceRef], sums: dict[str, str] | None, origin: str) 
     return out
 
 
-def _relative_key(ref: SliceRef, listed: dict[str, str]) -> str | None:
-    name = ref.member or ref.path.as_posix()
-    for key in listed:
-        if name == key or name.endswith("/" + key):
+def _listed_as(ref: SliceRef, listed: dict[str, str]) -> str | None:
+    """The md5sums path of a slice: its own path or a suffix of it, like data/mpd.slice..."""
+    parts = (ref.member or ref.path.as_posix()).split("/")
+    for start in range(len(parts)):
+        key = "/".join(parts[start:])
+        if key in listed:
             return key
     return None
 
@@ -202,7 +205,7 @@ def find_slices(inputs: list[Path], verify: bool = False) -> list[SliceRef]:
         if not found:
             raise UserError(f"{path}: no mpd.slice.*.json files in it")
         for ref in found:
-            refs.setdefault(ref.name, ref)
+            refs.setdefault(f"{ref.path.resolve()}:{ref.member}", ref)
     return sorted(refs.values(), key=lambda ref: ref.sort_key)
 
 
