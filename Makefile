@@ -6,7 +6,7 @@ PYTHON := $(UV) run python
 MPD_ZIP := data/spotify_million_playlist_dataset.zip
 DEMO := data/demo
 
-.PHONY: demo test lint bench-build-db clean-demo
+.PHONY: demo test lint bench-build-db bench-train clean-demo
 
 ## demo: the main job end to end on built-in synthetic data, no network
 demo: $(DEMO)/mpd.db
@@ -45,3 +45,6 @@ lint:
 
 bench-build-db:
 	$(PYTHON) benchmarks/build_db.py
+
+bench-train:
+	$(PYTHON) benchmarks/train_step.py

@@ -1,0 +1,77 @@
+"""Model and training configuration: pydantic models, loadable from TOML, saved with runs."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trecs.errors import UserError
+
+# Token ids shared by the model, the data pipeline and generation.
+EOP, START, UNK = 0, 1, 2
+NUM_SPECIAL = 3
+
+LossName = Literal["uniform", "label-in-denominator", "logq", "full"]
+
+
+class ModelConfig(BaseModel):
+    """The published trecs configuration is the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_layers: int = Field(6, ge=1)
+    num_heads: int = Field(8, ge=1)
+    features: int = Field(128, ge=8)
+    hidden: int = Field(256, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    context: int = Field(50, ge=2)
+    # Embedding rows (special tokens included); None: the vocabulary's size. May exceed
+    # the vocabulary so that benchmarks can use the MPD's 2,262,295 on small data.
+    num_tracks: int | None = Field(None, ge=NUM_SPECIAL + 1)
+
+
+class LossConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: LossName = "logq"
+    # Negatives per position for uniform/label-in-denominator; shared per step for logq.
+    num_negatives: int | None = Field(None, ge=1)
+    # logq samples negatives from popularity ** alpha.
+    alpha: float = Field(0.75, ge=0, le=1)
+
+    def negatives(self) -> int:
+        if self.num_negatives is not None:
+            return self.num_negatives
+        return 1024 if self.name == "logq" else 20
+
+
+class OptimizerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    b1: float = Field(0.9, ge=0, lt=1)
+    b2: float = Field(0.999, ge=0, lt=1)
+    eps: float = Field(1e-8, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    cosine_decay: bool = False
+    clip_norm: float | None = Field(None, gt=0)
+
+
+def load_toml(path: Path, model: type[BaseModel]) -> BaseModel:
+    """A config from a TOML file, with one-line errors for the CLI."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML ({exc})") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise UserError(f"{path}: {where}: {first['msg']}") from None
