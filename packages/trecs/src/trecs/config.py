@@ -61,6 +61,34 @@ class OptimizerConfig(BaseModel):
     clip_norm: float | None = Field(None, gt=0)
 
 
+class TrainConfig(BaseModel):
+    """Everything a training run depends on; saved as RUN_DIR/config.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    db: Path = Path("data/mpd.db")
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    batch_size: int = Field(16, ge=1)
+    num_steps: int = Field(20_000, ge=1)
+    seed: int = Field(0, ge=0)
+    unk_proba: float = Field(0.01, ge=0, le=1)
+    log_every: int = Field(50, ge=1)
+    eval_every: int = Field(500, ge=1)
+    eval_batches: int = Field(10, ge=1)
+    checkpoint_every: int = Field(1000, ge=1)
+    keep_checkpoints: int = Field(3, ge=1)
+    data_workers: int = Field(1, ge=0)
+
+    def fixed(self) -> dict:
+        """What a checkpoint's shapes and a run's randomness depend on: a resumed run
+        must agree on these."""
+        return self.model_dump(
+            mode="json", include={"model", "loss", "optimizer", "batch_size", "seed", "unk_proba"}
+        )
+
+
 def load_toml(path: Path, model: type[BaseModel]) -> BaseModel:
     """A config from a TOML file, with one-line errors for the CLI."""
     try:

@@ -61,6 +61,92 @@ def sample_classes(key: jax.Array, shape: tuple[int, ...], num_rows: int) -> jax
     return jnp.where(r == 0, EOP, r + NUM_SPECIAL - 1)
 
 
+class _Gathered(NamedTuple):
+    """A batch re-indexed into the few table rows it uses."""
+
+    unique: jax.Array  # row ids, padded with num_rows (out of range: gathers 0, scatters drop)
+    inputs: jax.Array  # (batch, time) indices into the gathered rows
+    targets: jax.Array  # (n,)
+    negatives: jax.Array  # (n, K), (K,) or (classes,)
+    mask: jax.Array  # (n,) positions that count
+
+
+def _gather(inputs, targets, negatives, num_rows: int) -> _Gathered:
+    batch, length = inputs.shape
+    n = batch * length
+    ids = jnp.concatenate([inputs.reshape(n), targets.reshape(n), negatives.reshape(-1)])
+    unique, inverse = jnp.unique(ids, size=ids.size, fill_value=num_rows, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return _Gathered(
+        unique,
+        inverse[:n].reshape(batch, length),
+        inverse[n : 2 * n],
+        inverse[2 * n :].reshape(negatives.shape),
+        losses.loss_mask(targets).reshape(n),
+    )
+
+
+class _Objective:
+    """Negative sampling and the masked mean loss of one batch, shared by train and eval."""
+
+    def __init__(self, graphdef: nnx.GraphDef, loss_config: LossConfig, num_rows: int) -> None:
+        self.graphdef = graphdef
+        self.config = loss_config
+        self.num_rows = num_rows
+        self.num_negatives = loss_config.negatives()
+
+    def negatives(self, key: jax.Array, n: int, pop: Popularity | None) -> jax.Array:
+        if self.config.name == "full":
+            return jnp.concatenate([jnp.array([EOP]), jnp.arange(NUM_SPECIAL, self.num_rows)])
+        if self.config.name == "logq":
+            u = jax.random.uniform(key, (self.num_negatives,)) * pop.cdf[-1]
+            return jnp.minimum(jnp.searchsorted(pop.cdf, u), self.num_rows - 1)
+        return sample_classes(key, (n, self.num_negatives), self.num_rows)
+
+    def loss(
+        self,
+        params: nnx.State,
+        rows: jax.Array,
+        batch: _Gathered,
+        targets: jax.Array,
+        negatives: jax.Array,
+        pop: Popularity | None,
+        dropout_key: jax.Array | None,
+    ) -> jax.Array:
+        model = nnx.merge(self.graphdef, params)
+        n = batch.targets.shape[0]
+        if dropout_key is None:
+            hidden = model(rows[batch.inputs], deterministic=True)
+        else:
+            hidden = model(
+                rows[batch.inputs], deterministic=False, rngs=nnx.Rngs(dropout=dropout_key)
+            )
+        hidden = hidden.reshape(n, -1)
+        flat_targets = targets.reshape(n)
+        if self.config.name == "full":
+            per = losses.full(hidden, rows, batch.targets, batch.negatives)
+        elif self.config.name == "logq":
+            per = losses.logq(
+                hidden,
+                rows[batch.targets],
+                rows[batch.negatives],
+                flat_targets,
+                negatives,
+                pop.log_q[negatives],
+            )
+        else:
+            per = losses.uniform(
+                hidden,
+                rows[batch.targets],
+                rows[batch.negatives],
+                flat_targets,
+                negatives,
+                self.num_rows - NUM_SPECIAL + 1,
+                remove_hits=self.config.name == "label-in-denominator",
+            )
+        return jnp.sum(per * batch.mask) / jnp.maximum(batch.mask.sum(), 1)
+
+
 def make_train_step(
     graphdef: nnx.GraphDef,
     loss_config: LossConfig,
@@ -74,60 +160,16 @@ def make_train_step(
     """
     lr_schedule = schedule(optimizer_config, num_steps)
     optimizer = dense_optimizer(optimizer_config, lr_schedule)
-    num_negatives = loss_config.negatives()
-    num_classes = num_rows - NUM_SPECIAL + 1
-
-    def negatives_for(key: jax.Array, n: int, pop: Popularity | None) -> jax.Array:
-        if loss_config.name == "full":
-            return jnp.concatenate([jnp.array([EOP]), jnp.arange(NUM_SPECIAL, num_rows)])
-        if loss_config.name == "logq":
-            u = jax.random.uniform(key, (num_negatives,)) * pop.cdf[-1]
-            return jnp.minimum(jnp.searchsorted(pop.cdf, u), num_rows - 1)
-        return sample_classes(key, (n, num_negatives), num_rows)
+    objective = _Objective(graphdef, loss_config, num_rows)
 
     def step(state: TrainState, inputs, targets, key, pop: Popularity | None = None):
-        batch, length = inputs.shape
-        n = batch * length
         negative_key, dropout_key = jax.random.split(key)
-        flat_targets = targets.reshape(n)
-        negatives = negatives_for(negative_key, n, pop)
-        ids = jnp.concatenate([inputs.reshape(n), flat_targets, negatives.reshape(-1)])
-        unique, inverse = jnp.unique(ids, size=ids.size, fill_value=num_rows, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        local_inputs = inverse[:n].reshape(batch, length)
-        local_targets = inverse[n : 2 * n]
-        local_negatives = inverse[2 * n :].reshape(negatives.shape)
-        rows = state.table.table.at[unique].get(mode="fill", fill_value=0.0)
-        mask = losses.loss_mask(targets).reshape(n)
+        negatives = objective.negatives(negative_key, inputs.size, pop)
+        batch = _gather(inputs, targets, negatives, num_rows)
+        rows = state.table.table.at[batch.unique].get(mode="fill", fill_value=0.0)
 
         def loss_fn(params, rows):
-            model = nnx.merge(graphdef, params)
-            hidden = model(
-                rows[local_inputs], deterministic=False, rngs=nnx.Rngs(dropout=dropout_key)
-            ).reshape(n, -1)
-            target_vectors = rows[local_targets]
-            if loss_config.name == "full":
-                per = losses.full(hidden, rows, local_targets, local_negatives)
-            elif loss_config.name == "logq":
-                per = losses.logq(
-                    hidden,
-                    target_vectors,
-                    rows[local_negatives],
-                    flat_targets,
-                    negatives,
-                    pop.log_q[negatives],
-                )
-            else:
-                per = losses.uniform(
-                    hidden,
-                    target_vectors,
-                    rows[local_negatives],
-                    flat_targets,
-                    negatives,
-                    num_classes,
-                    remove_hits=loss_config.name == "label-in-denominator",
-                )
-            return jnp.sum(per * mask) / jnp.maximum(mask.sum(), 1)
+            return objective.loss(params, rows, batch, targets, negatives, pop, dropout_key)
 
         loss, (param_grads, row_grads) = jax.value_and_grad(loss_fn, argnums=(0, 1))(
             state.params, rows
@@ -144,9 +186,25 @@ def make_train_step(
         params = jax.tree.map(keep, params, state.params)
         opt_state = jax.tree.map(keep, opt_state, state.opt_state)
         # A non-finite step updates no row: every id becomes padding and is dropped.
-        row_ids = jnp.where(finite, unique, num_rows)
+        row_ids = jnp.where(finite, batch.unique, num_rows)
         table = update_rows(state.table, row_ids, row_grads, state.step + 1, lr, optimizer_config)
         new_state = TrainState(params, opt_state, table, state.step + finite.astype(jnp.int32))
         return new_state, {"loss": loss, "lr": lr, "grad_norm": grad_norm, "finite": finite}
 
     return jax.jit(step, donate_argnums=0)
+
+
+def make_eval_step(
+    graphdef: nnx.GraphDef, loss_config: LossConfig, num_rows: int
+) -> Callable[..., jax.Array]:
+    """A jitted `loss(params, table, inputs, targets, key, popularity)`: no dropout, no
+    update; the same estimator as training, so pass fixed keys for comparable values."""
+    objective = _Objective(graphdef, loss_config, num_rows)
+
+    def evaluate(params, table, inputs, targets, key, pop: Popularity | None = None):
+        negatives = objective.negatives(key, inputs.size, pop)
+        batch = _gather(inputs, targets, negatives, num_rows)
+        rows = table.at[batch.unique].get(mode="fill", fill_value=0.0)
+        return objective.loss(params, rows, batch, targets, negatives, pop, None)
+
+    return jax.jit(evaluate)

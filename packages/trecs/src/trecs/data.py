@@ -1,0 +1,128 @@
+"""Training examples from the sqlite database, through Grain.
+
+A `PlaylistSource` reads one playlist's tracks per index (a range scan of the clustered
+membership table); `Windows` turns it into model inputs and targets: tokens, random
+<unk> replacement, a random window of `context + 1` tokens, <eop> padding. Grain
+shuffles, batches, prefetches in worker processes and checkpoints its position.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import grain
+import numpy as np
+
+from trecs.config import EOP, START, UNK
+from trecs.db import connect
+
+
+class PlaylistSource:
+    """Grain random-access source: index -> database track ids of one playlist, in order.
+
+    Connections are opened lazily, one per process and thread, never pickled.
+    """
+
+    def __init__(self, db: Path, split: str) -> None:
+        self.db = db
+        self.split = split
+        conn = connect(db)
+        try:
+            self.playlist_ids = np.array(
+                [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT s.playlist_id FROM split_memberships s JOIN splits "
+                        "ON splits.id = s.split_id WHERE splits.name = ? ORDER BY s.playlist_id",
+                        (split,),
+                    )
+                ],
+                np.int64,
+            )
+        finally:
+            conn.close()
+        self._local = threading.local()
+
+    def __len__(self) -> int:
+        return len(self.playlist_ids)
+
+    def __repr__(self) -> str:
+        # Grain checks a restored iterator against this: same split, same playlists.
+        return f"PlaylistSource(split={self.split!r}, playlists={len(self)})"
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        rows = self._connection().execute(
+            "SELECT track_id FROM playlist_track_memberships WHERE playlist_id = ? ORDER BY pos",
+            (int(self.playlist_ids[index]),),
+        )
+        return np.fromiter((row[0] for row in rows), np.int64)
+
+    def _connection(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.conn = connect(self.db)
+            local.pid = os.getpid()
+        return local.conn
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+
+class Windows(grain.transforms.RandomMap):
+    """Track ids -> {"inputs", "targets"}: tokens [<start>, t1..tn, <eop>...], a random
+    window of context + 1 of them when the playlist is longer, shifted by one."""
+
+    def __init__(self, token_of: np.ndarray, context: int, unk_proba: float) -> None:
+        self.token_of = token_of
+        self.context = context
+        self.unk_proba = unk_proba
+
+    def random_map(self, track_ids: np.ndarray, rng: np.random.Generator) -> dict:
+        known = track_ids < len(self.token_of)
+        tokens = np.where(known, self.token_of[np.where(known, track_ids, 0)], UNK)
+        if self.unk_proba > 0:
+            tokens = np.where(rng.random(len(tokens)) < self.unk_proba, UNK, tokens)
+        sequence = np.concatenate([[START], tokens, [EOP]]).astype(np.int32)
+        width = self.context + 1
+        if len(sequence) > width:
+            start = int(rng.integers(0, len(sequence) - width + 1))
+            sequence = sequence[start : start + width]
+        else:
+            sequence = np.pad(sequence, (0, width - len(sequence)), constant_values=EOP)
+        return {"inputs": sequence[:-1], "targets": sequence[1:]}
+
+
+def loader(
+    source: PlaylistSource,
+    windows: Windows,
+    batch_size: int,
+    seed: int,
+    workers: int = 0,
+    num_epochs: int | None = None,
+    shard_index: int = 0,
+    shard_count: int = 1,
+) -> grain.DataLoader:
+    """Epochs of the source without replacement, reshuffled per epoch, in batches; each
+    process of a multi-host run reads its own shard."""
+    sampler = grain.samplers.IndexSampler(
+        num_records=len(source),
+        shuffle=True,
+        seed=seed,
+        num_epochs=num_epochs,
+        shard_options=grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True),
+    )
+    return grain.DataLoader(
+        data_source=source,
+        sampler=sampler,
+        operations=[windows, grain.transforms.Batch(batch_size, drop_remainder=True)],
+        worker_count=workers,
+    )

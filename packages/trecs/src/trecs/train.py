@@ -1,0 +1,260 @@
+"""The training run: data, model, sparse optimiser, evaluation, logs and checkpoints.
+
+A run directory holds `config.json` (the effective configuration), `vocab.npz`,
+`checkpoints/` (Orbax: model, optimiser, table and the Grain iterator's position),
+`metrics.jsonl` and `tensorboard/`. Randomness comes from the seed and the step number
+alone, so a resumed run continues exactly where the checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from trecs.config import TrainConfig
+from trecs.data import PlaylistSource, Windows, loader
+from trecs.db import connect
+from trecs.errors import UserError
+from trecs.optim import dense_optimizer, schedule
+from trecs.parallel import DataParallel
+from trecs.train_step import init_state, make_eval_step, make_train_step, popularity
+from trecs.vocab import Vocabulary, build_vocabulary
+
+
+def prepare_run(run_dir: Path, config: TrainConfig, resume: bool) -> tuple[TrainConfig, Vocabulary]:
+    """Check the run directory and database; build or load the vocabulary; save the config."""
+    config_path = run_dir / "config.json"
+    if resume:
+        if not config_path.is_file():
+            raise UserError(f"{run_dir}: nothing to resume (no config.json)")
+        saved = TrainConfig.model_validate_json(config_path.read_text())
+        mismatch = _first_difference(saved.fixed(), config.fixed())
+        if mismatch:
+            raise UserError(f"{run_dir}: {mismatch} differs from the run's saved config.json")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(f"{run_dir}: already exists (use --resume to continue it)")
+    connect(config.db).close()
+    vocab_path = run_dir / "vocab.npz"
+    if resume and vocab_path.is_file():
+        vocab = Vocabulary.load(vocab_path)
+    else:
+        vocab = build_vocabulary(config.db)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        vocab.save(vocab_path)
+    num_rows = config.model.num_tracks or len(vocab)
+    if num_rows < len(vocab):
+        raise UserError(
+            f"--num-tracks {num_rows:,} is smaller than the vocabulary ({len(vocab):,} tokens)"
+        )
+    config = config.model_copy(
+        update={"model": config.model.model_copy(update={"num_tracks": num_rows})}
+    )
+    _write_atomically(config_path, config.model_dump_json(indent=2))
+    return config, vocab
+
+
+def _first_difference(saved: dict, given: dict, prefix: str = "") -> str | None:
+    for key in saved:
+        a, b = saved[key], given.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = _first_difference(a, b, f"{prefix}{key}.")
+            if found:
+                return found
+        elif a != b and not (key == "num_tracks" and b is None):
+            return f"{prefix}{key} ({b!r} here, {a!r} saved)"
+    return None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def train(
+    run_dir: Path,
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    on_log: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train (or resume) the run in `run_dir`; returns the last logged metrics."""
+    config, vocab = prepare_run(run_dir, config, resume)
+    num_rows = config.model.num_tracks
+    parallel = DataParallel(config.batch_size)
+    key = jax.random.key(config.seed)
+    init_key, step_key, eval_key = jax.random.split(key, 3)
+
+    optimizer = dense_optimizer(config.optimizer, schedule(config.optimizer, config.num_steps))
+    graphdef, state = init_state(init_key, config.model, optimizer, num_rows)
+    train_step = make_train_step(
+        graphdef, config.loss, config.optimizer, num_rows, config.num_steps
+    )
+    eval_step = make_eval_step(graphdef, config.loss, num_rows)
+    counts = np.zeros(num_rows)
+    counts[: len(vocab.counts)] = vocab.counts
+    pop = parallel.replicate(popularity(counts, config.loss.alpha))
+
+    token_of = vocab.token_of()
+    train_source = PlaylistSource(config.db, "train")
+    if len(train_source) < parallel.local_batch_size:
+        raise UserError(f"{config.db}: fewer train playlists than one batch")
+    iterator = iter(
+        loader(
+            train_source,
+            Windows(token_of, config.model.context, config.unk_proba),
+            parallel.local_batch_size,
+            config.seed,
+            config.data_workers,
+            shard_index=jax.process_index(),
+            shard_count=jax.process_count(),
+        )
+    )
+    eval_batches = _eval_batches(config, token_of, parallel)
+
+    manager = ocp.CheckpointManager(
+        (run_dir / "checkpoints").resolve(),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=config.keep_checkpoints, create=True, enable_async_checkpointing=False
+        ),
+    )
+    start = 0
+    if resume and manager.latest_step() is not None:
+        start = manager.latest_step()
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+        restored = manager.restore(
+            start,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract),
+                data=grain.checkpoint.CheckpointRestore(iterator),
+            ),
+        )
+        state = restored.state
+    state = parallel.replicate(state)
+    log = _Log(run_dir, start, config.batch_size, on_log)
+
+    def evaluate() -> float | None:
+        if not eval_batches:
+            return None
+        values = [
+            float(
+                eval_step(
+                    state.params, state.table.table, x, y, jax.random.fold_in(eval_key, i), pop
+                )
+            )
+            for i, (x, y) in enumerate(eval_batches)
+        ]
+        return float(np.mean(values))
+
+    last: dict = {}
+    try:
+        for step in range(start, config.num_steps):
+            batch = next(iterator)
+            inputs = parallel.global_batch(batch["inputs"])
+            targets = parallel.global_batch(batch["targets"])
+            state, metrics = train_step(
+                state, inputs, targets, jax.random.fold_in(step_key, step), pop
+            )
+            done = step + 1
+            final = done == config.num_steps
+            if done % config.log_every == 0 or done % config.eval_every == 0 or final:
+                valid = evaluate() if done % config.eval_every == 0 or final else None
+                last = log.write(done, metrics, valid)
+            if done % config.checkpoint_every == 0 or final:
+                manager.save(
+                    done,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(state),
+                        data=grain.checkpoint.CheckpointSave(iterator),
+                    ),
+                    force=True,
+                )
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+        log.close()
+    return last
+
+
+def _eval_batches(config: TrainConfig, token_of: np.ndarray, parallel: DataParallel) -> list:
+    """A fixed set of validation batches (no <unk> noise), reused at every evaluation."""
+    source = PlaylistSource(config.db, "valid")
+    if len(source) < parallel.local_batch_size:
+        return []
+    batches: Iterator = iter(
+        loader(
+            source,
+            Windows(token_of, config.model.context, 0.0),
+            parallel.local_batch_size,
+            config.seed,
+            num_epochs=1,
+            shard_index=jax.process_index(),
+            shard_count=jax.process_count(),
+        )
+    )
+    out = []
+    for batch in batches:
+        out.append(
+            (parallel.global_batch(batch["inputs"]), parallel.global_batch(batch["targets"]))
+        )
+        if len(out) == config.eval_batches:
+            break
+    return out
+
+
+class _Log:
+    """metrics.jsonl, TensorBoard scalars and the caller's progress callback."""
+
+    def __init__(self, run_dir: Path, start: int, batch_size: int, on_log) -> None:
+        from tensorboardX import SummaryWriter
+
+        self.path = run_dir / "metrics.jsonl"
+        if self.path.exists():  # drop lines a killed run wrote after its last checkpoint
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line and json.loads(line)["step"] <= start
+            ]
+            _write_atomically(self.path, "".join(f"{line}\n" for line in kept))
+        self.file = self.path.open("a")
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
+        self.batch_size = batch_size
+        self.on_log = on_log
+        self.since = (start, time.perf_counter())
+
+    def write(self, step: int, metrics: dict, valid_loss: float | None) -> dict:
+        loss = float(metrics["loss"])
+        now = time.perf_counter()
+        steps_per_s = (step - self.since[0]) / max(now - self.since[1], 1e-9)
+        self.since = (step, now)
+        record = {
+            "step": step,
+            "loss": loss if math.isfinite(loss) else None,
+            "valid_loss": valid_loss,
+            "lr": float(metrics["lr"]),
+            "steps_per_s": steps_per_s,
+            "playlists_per_s": steps_per_s * self.batch_size,
+        }
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        for name in ("loss", "lr", "steps_per_s", "playlists_per_s"):
+            if record[name] is not None:
+                self.writer.add_scalar(f"train/{name}", record[name], step)
+        if valid_loss is not None:
+            self.writer.add_scalar("valid/loss", valid_loss, step)
+        if self.on_log is not None:
+            self.on_log(record)
+        return record
+
+    def close(self) -> None:
+        self.file.close()
+        self.writer.close()
