@@ -252,6 +252,108 @@ def info(
     out.print(table)
 
 
+@app.command("train")
+def train_command(
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run directory: config, vocabulary, checkpoints, logs.")
+    ] = Path("runs/trecs/default"),
+    db: Annotated[
+        Path | None, typer.Option(help="Database from `trecs build-db` [default: data/mpd.db].")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML file with TrainConfig fields (see README)."),
+    ] = None,
+    num_steps: Annotated[int | None, typer.Option(min=1, help="Total optimisation steps.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Playlists per step (global).")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(min=0.0, help="Peak AdamW learning rate [default: 5e-4].")
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="uniform, label-in-denominator, logq (default) or full.")
+    ] = None,
+    num_tracks: Annotated[
+        int | None, typer.Option(min=4, help="Embedding rows; at least the vocabulary size.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed of initialisation, data order and sampling.")
+    ] = None,
+    data_workers: Annotated[
+        int | None, typer.Option(min=0, help="Grain worker processes reading sqlite.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue RUN_DIR from its last complete checkpoint.")
+    ] = False,
+    coordinator_address: Annotated[
+        str | None, typer.Option(help="Multi-host: host:port of process 0 (jax.distributed).")
+    ] = None,
+    num_processes: Annotated[
+        int | None, typer.Option(min=1, help="Multi-host: number of processes.")
+    ] = None,
+    process_id: Annotated[
+        int | None, typer.Option(min=0, help="Multi-host: this process's index.")
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Train the playlist transformer (defaults: the published trecs configuration on
+    data/mpd.db into runs/trecs/default). Logs go to RUN_DIR/metrics.jsonl and
+    RUN_DIR/tensorboard; checkpoints to RUN_DIR/checkpoints."""
+    from trecs.config import TrainConfig, load_toml, with_overrides
+    from trecs.parallel import initialize
+    from trecs.train import train
+
+    initialize(coordinator_address, num_processes, process_id)
+    saved = run_dir / "config.json"
+    if resume and saved.is_file():
+        base = TrainConfig.model_validate_json(saved.read_text())
+    elif config is not None:
+        base = load_toml(config, TrainConfig)
+    else:
+        base = TrainConfig()
+    settings = with_overrides(
+        base,
+        db=db,
+        num_steps=num_steps,
+        batch_size=batch_size,
+        seed=seed,
+        data_workers=data_workers,
+        lr=lr,
+        loss=loss,
+        num_tracks=num_tracks,
+    )
+
+    with Progress(
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("train", total=settings.num_steps, detail="")
+
+        def on_log(record: dict) -> None:
+            detail = f"loss {record['loss']:.3f}" if record["loss"] is not None else "loss nan"
+            if record["valid_loss"] is not None:
+                detail += f" valid {record['valid_loss']:.3f}"
+            detail += f" {record['playlists_per_s']:.0f} playlists/s"
+            progress.update(task, completed=record["step"], detail=detail)
+            if not err.is_terminal and not json_:
+                out.print(json.dumps(record))
+
+        last = train(run_dir, settings, resume=resume, on_log=on_log)
+    if json_:
+        print(json.dumps(last))
+    else:
+        out.print(
+            f"trained {run_dir}: step {last.get('step')}, loss {last.get('loss')}, valid loss {last.get('valid_loss')}"
+        )
+
+
 def _terminate(signum: int, frame: object) -> None:
     """SIGTERM unwinds like Ctrl-C, so temporary files are removed on the way out."""
     raise KeyboardInterrupt

@@ -89,6 +89,34 @@ class TrainConfig(BaseModel):
         )
 
 
+def with_overrides(base: TrainConfig, **overrides: object) -> TrainConfig:
+    """`base` with the command line's options that were given (not None) applied."""
+    data = base.model_dump()
+    nested = {
+        "lr": ("optimizer", "lr"),
+        "loss": ("loss", "name"),
+        "num_tracks": ("model", "num_tracks"),
+    }
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in nested:
+            section, field = nested[key]
+            data[section][field] = value
+        else:
+            data[key] = value
+    return _validated(TrainConfig, data, "options")
+
+
+def _validated(model: type[BaseModel], data: dict, origin: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise UserError(f"{origin}: {where}: {first['msg']}") from None
+
+
 def load_toml(path: Path, model: type[BaseModel]) -> BaseModel:
     """A config from a TOML file, with one-line errors for the CLI."""
     try:
@@ -97,9 +125,4 @@ def load_toml(path: Path, model: type[BaseModel]) -> BaseModel:
         raise UserError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML ({exc})") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise UserError(f"{path}: {where}: {first['msg']}") from None
+    return _validated(model, data, str(path))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grain
 import numpy as np
+from absl import flags
 
 from trecs.config import EOP, START, UNK
 from trecs.db import connect
@@ -113,6 +114,9 @@ def loader(
 ) -> grain.DataLoader:
     """Epochs of the source without replacement, reshuffled per epoch, in batches; each
     process of a multi-host run reads its own shard."""
+    if workers and not flags.FLAGS.is_parsed():
+        # Grain's worker processes read absl flags, which nobody parses in a library.
+        flags.FLAGS.mark_as_parsed()
     sampler = grain.samplers.IndexSampler(
         num_records=len(source),
         shuffle=True,

@@ -1,0 +1,208 @@
+"""Training runs: logs, checkpoints, exact resumption, errors, many devices, data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from trecs.build_db import build_database
+from trecs.config import EOP, START, UNK, ModelConfig, TrainConfig
+from trecs.data import PlaylistSource, Windows, loader
+from trecs.train import train
+from trecs.vocab import build_vocabulary
+
+TINY = ModelConfig(num_layers=1, num_heads=2, features=16, hidden=32, context=10)
+
+
+@pytest.fixture(scope="module")
+def db(mpd_dir, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("train") / "mpd.db"
+    build_database(path, [mpd_dir])
+    return path
+
+
+def tiny(db: Path, **overrides) -> TrainConfig:
+    settings = {
+        "db": db,
+        "model": TINY,
+        "batch_size": 8,
+        "num_steps": 20,
+        "log_every": 5,
+        "eval_every": 10,
+        "eval_batches": 2,
+        "checkpoint_every": 10,
+        "data_workers": 0,
+        "loss": {"name": "logq", "num_negatives": 64},
+    }
+    return TrainConfig.model_validate({**settings, **overrides})
+
+
+def leaves(run: Path, step: int) -> list[np.ndarray]:
+    return jax.tree.leaves(
+        ocp.StandardCheckpointer().restore((run / f"checkpoints/{step}/state").resolve())
+    )
+
+
+def test_run_writes_logs_checkpoints_and_config(db, tmp_path):
+    seen = []
+    last = train(tmp_path / "run", tiny(db), on_log=seen.append)
+    run = tmp_path / "run"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 10, 15, 20]
+    assert records == seen and last == records[-1]
+    assert [r["valid_loss"] is not None for r in records] == [False, True, False, True]
+    for r in records:
+        assert set(r) == {"step", "loss", "valid_loss", "lr", "steps_per_s", "playlists_per_s"}
+        assert r["loss"] > 0 and r["playlists_per_s"] == pytest.approx(8 * r["steps_per_s"])
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["10", "20"]
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
+    saved = json.loads((run / "config.json").read_text())
+    vocab = build_vocabulary(db)
+    assert saved["model"]["num_tracks"] == len(vocab)
+    assert (run / "vocab.npz").is_file()
+
+
+def test_resumed_run_matches_an_uninterrupted_one(db, tmp_path):
+    train(tmp_path / "straight", tiny(db))
+    train(tmp_path / "resumed", tiny(db, num_steps=10))
+    train(tmp_path / "resumed", tiny(db, num_steps=20), resume=True)
+    for a, b in zip(
+        leaves(tmp_path / "straight", 20), leaves(tmp_path / "resumed", 20), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "resumed/metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [5, 10, 15, 20]
+
+
+def test_resume_skips_an_incomplete_checkpoint(db, tmp_path):
+    run = tmp_path / "run"
+    train(run, tiny(db))
+    # What a process killed while writing step 30 leaves behind.
+    partial = run / "checkpoints/30.orbax-checkpoint-tmp-1700000000"
+    shutil.copytree(run / "checkpoints/20", partial)
+    (partial / "state" / "_CHECKPOINT_METADATA").unlink(missing_ok=True)
+    last = train(run, tiny(db, num_steps=25), resume=True)
+    assert last["step"] == 25
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20, 25]
+
+
+def test_cli_errors_are_one_line(cli, db, tmp_path):
+    run = tmp_path / "run"
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        f'db = "{db}"\nbatch_size = 8\nnum_steps = 5\nlog_every = 5\neval_every = 5\n'
+        "checkpoint_every = 5\ndata_workers = 0\n"
+        "[model]\nnum_layers = 1\nnum_heads = 2\nfeatures = 16\nhidden = 32\ncontext = 10\n"
+    )
+    result = cli("train", run, "--config", config, "--json")
+    assert result.code == 0, result.err
+    assert result.json()["step"] == 5
+    cli("train", run, "--config", config).assert_error("already exists", "--resume")
+    cli("train", run, "--resume", "--batch-size", 16).assert_error("batch_size (16 here, 8 saved)")
+    cli("train", run, "--resume", "--num-tracks", 10).assert_error("model.num_tracks")
+    assert cli("train", run, "--resume", "--num-steps", 10, "--json").json()["step"] == 10
+    cli("train", tmp_path / "other", "--db", tmp_path / "none.db").assert_error("no such database")
+    cli("train", tmp_path / "other", "--config", config, "--num-tracks", 10).assert_error(
+        "smaller than the vocabulary"
+    )
+    cli("train", tmp_path / "other", "--config", config, "--loss", "softest").assert_error(
+        "loss.name"
+    )
+    cli("train", tmp_path / "x", "--coordinator-address", "localhost:1").assert_error("go together")
+    assert not (tmp_path / "x").exists()
+
+
+MULTI_DEVICE = """
+import json, sys
+from pathlib import Path
+import jax
+from trecs.config import TrainConfig
+from trecs.train import train
+config = TrainConfig.model_validate_json(sys.argv[2])
+print(jax.device_count(), json.dumps(train(Path(sys.argv[1]), config)))
+"""
+
+
+def test_four_devices_give_the_loss_of_one(db, tmp_path):
+    config = tiny(db, num_steps=3, log_every=1, eval_every=3, checkpoint_every=3)
+    results = {}
+    for devices in (1, 4):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                MULTI_DEVICE,
+                str(tmp_path / str(devices)),
+                config.model_dump_json(),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        count, record = out.stdout.strip().splitlines()[-1].split(" ", 1)
+        assert int(count) == devices
+        results[devices] = json.loads(record)
+    assert results[4]["loss"] == pytest.approx(results[1]["loss"], rel=1e-4)
+    assert results[4]["valid_loss"] == pytest.approx(results[1]["valid_loss"], rel=1e-4)
+
+
+def test_vocabulary_comes_from_train_only(db):
+    vocab = build_vocabulary(db)
+    conn = sqlite3.connect(db)
+    train_tracks = {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT m.track_id FROM playlist_track_memberships m JOIN split_memberships s "
+            "ON s.playlist_id = m.playlist_id JOIN splits ON splits.id = s.split_id WHERE splits.name = 'train'"
+        )
+    }
+    assert set(vocab.track_ids.tolist()) == train_tracks
+    assert np.all(np.diff(vocab.counts[3:]) <= 0)  # most played first
+    token_of = vocab.token_of()
+    assert token_of[vocab.track_ids[0]] == 3
+
+
+def test_windows_shape_and_pad_playlists():
+    token_of = np.array([UNK, 3, 4, 5, 6, 7, 8, 9], np.int32)  # track id i -> token i + 2
+    windows = Windows(token_of, context=4, unk_proba=0.0)
+    rng = np.random.default_rng(0)
+    short = windows.random_map(np.array([1, 2]), rng)
+    assert short["inputs"].tolist() == [START, 3, 4, EOP]
+    assert short["targets"].tolist() == [3, 4, EOP, EOP]
+    long = windows.random_map(np.arange(1, 8), rng)
+    sequence = [START, 3, 4, 5, 6, 7, 8, 9, EOP]
+    start = sequence.index(long["inputs"][0])
+    assert long["inputs"].tolist() == sequence[start : start + 4]
+    assert long["targets"].tolist() == sequence[start + 1 : start + 5]
+    unknown = windows.random_map(np.array([1, 99]), rng)  # 99: not in the vocabulary
+    assert unknown["inputs"].tolist()[:3] == [START, 3, UNK]
+    noisy = Windows(token_of, context=4, unk_proba=1.0).random_map(np.array([1, 2, 3]), rng)
+    assert noisy["targets"].tolist() == [UNK, UNK, UNK, EOP]
+
+
+def test_grain_workers_give_the_same_batches(db):
+    vocab = build_vocabulary(db)
+    source = PlaylistSource(db, "train")
+    windows = Windows(vocab.token_of(), 10, 0.01)
+    batches = {}
+    for workers in (0, 1):
+        iterator = iter(loader(source, windows, 8, seed=3, workers=workers))
+        batches[workers] = [next(iterator)["inputs"] for _ in range(3)]
+    for a, b in zip(batches[0], batches[1], strict=True):
+        np.testing.assert_array_equal(a, b)
