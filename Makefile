@@ -6,11 +6,12 @@ PYTHON := $(UV) run python
 MPD_ZIP := data/spotify_million_playlist_dataset.zip
 DEMO := data/demo
 
-.PHONY: demo test lint bench-build-db bench-train clean-demo
+.PHONY: demo test lint bench-build-db bench-train bench-losses clean-demo
 
 ## demo: the main job end to end on built-in synthetic data, no network
-demo: $(DEMO)/mpd.db
+demo: $(DEMO)/run/config.json
 	$(TRECS) info $(DEMO)/mpd.db
+	@echo "trained model: $(DEMO)/run (metrics in $(DEMO)/run/metrics.jsonl)"
 
 $(DEMO)/mpd/md5sums:
 	$(TRECS) synth-mpd $(DEMO)/mpd --playlists 10000 --tracks 50000 --seed 0 --force
@@ -18,6 +19,11 @@ $(DEMO)/mpd/md5sums:
 $(DEMO)/mpd.db: $(DEMO)/mpd/md5sums
 	$(TRECS) verify $(DEMO)/mpd
 	$(TRECS) build-db $@ $(DEMO)/mpd --features $(DEMO)/mpd/catalog.csv --force
+
+# About a minute of training on two CPU cores.
+$(DEMO)/run/config.json: $(DEMO)/mpd.db
+	rm -rf $(DEMO)/run
+	$(TRECS) train $(DEMO)/run --db $(DEMO)/mpd.db --num-steps 600
 
 clean-demo:
 	rm -rf $(DEMO)
@@ -48,3 +54,6 @@ bench-build-db:
 
 bench-train:
 	$(PYTHON) benchmarks/train_step.py
+
+bench-losses:
+	$(PYTHON) benchmarks/losses.py

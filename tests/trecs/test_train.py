@@ -16,6 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from trecs.build_db import build_database
+from trecs.checkpoints import load_run
 from trecs.config import EOP, START, UNK, ModelConfig, TrainConfig
 from trecs.data import PlaylistSource, Windows, loader
 from trecs.train import train
@@ -27,7 +28,7 @@ TINY = ModelConfig(num_layers=1, num_heads=2, features=16, hidden=32, context=10
 @pytest.fixture(scope="module")
 def db(mpd_dir, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("train") / "mpd.db"
-    build_database(path, [mpd_dir])
+    build_database(path, [mpd_dir], workers=1)  # in-process: JAX is loaded here
     return path
 
 
@@ -70,6 +71,11 @@ def test_run_writes_logs_checkpoints_and_config(db, tmp_path):
     vocab = build_vocabulary(db)
     assert saved["model"]["num_tracks"] == len(vocab)
     assert (run / "vocab.npz").is_file()
+    trained = load_run(run)
+    assert trained.step == 20
+    assert trained.table.shape == (len(vocab), 16)
+    hidden = trained.model(trained.table[np.array([[START, 3, 4]])])
+    assert hidden.shape == (1, 3, 16)
 
 
 def test_resumed_run_matches_an_uninterrupted_one(db, tmp_path):
@@ -139,27 +145,30 @@ print(jax.device_count(), json.dumps(train(Path(sys.argv[1]), config)))
 
 def test_four_devices_give_the_loss_of_one(db, tmp_path):
     config = tiny(db, num_steps=3, log_every=1, eval_every=3, checkpoint_every=3)
+    sharded = config.model_copy(update={"shard_table": True})
     results = {}
-    for devices in (1, 4):
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    for devices, settings in ((1, config), (4, config), ("4-sharded", sharded)):
+        count = int(str(devices)[0])
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
         out = subprocess.run(
             [
                 sys.executable,
                 "-c",
                 MULTI_DEVICE,
                 str(tmp_path / str(devices)),
-                config.model_dump_json(),
+                settings.model_dump_json(),
             ],
             env=env,
             capture_output=True,
             text=True,
             check=True,
         )
-        count, record = out.stdout.strip().splitlines()[-1].split(" ", 1)
-        assert int(count) == devices
+        seen, record = out.stdout.strip().splitlines()[-1].split(" ", 1)
+        assert int(seen) == count
         results[devices] = json.loads(record)
-    assert results[4]["loss"] == pytest.approx(results[1]["loss"], rel=1e-4)
-    assert results[4]["valid_loss"] == pytest.approx(results[1]["valid_loss"], rel=1e-4)
+    for devices in (4, "4-sharded"):
+        assert results[devices]["loss"] == pytest.approx(results[1]["loss"], rel=1e-4)
+        assert results[devices]["valid_loss"] == pytest.approx(results[1]["valid_loss"], rel=1e-4)
 
 
 def test_vocabulary_comes_from_train_only(db):

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sqlite3
+import sys
 import tempfile
 import time
 import uuid
@@ -347,9 +348,11 @@ def _load_all(refs: list[SliceRef], lenient: bool, workers: int | None) -> Itera
         for ref in refs:
             yield load_slice(ref, build, lenient)
         return
-    # fork where available: workers run only msgspec and numpy, and forking does not
-    # re-import the caller's __main__ (spawn would, breaking unguarded scripts).
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    # fork where available and safe: workers run only msgspec and numpy, and forking
+    # does not re-import the caller's __main__ (spawn would, breaking unguarded scripts).
+    # A process running JAX has threads that fork must not copy; spawn then.
+    safe = "fork" in multiprocessing.get_all_start_methods() and "jax" not in sys.modules
+    method = "fork" if safe else "spawn"
     context = multiprocessing.get_context(method)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
     try:

@@ -283,6 +283,13 @@ def train_command(
     data_workers: Annotated[
         int | None, typer.Option(min=0, help="Grain worker processes reading sqlite.")
     ] = None,
+    shard_table: Annotated[
+        bool | None,
+        typer.Option(
+            "--shard-table/--replicate-table",
+            help="Split the embedding table's rows across devices [default: replicate].",
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue RUN_DIR from its last complete checkpoint.")
     ] = False,
@@ -322,6 +329,7 @@ def train_command(
         lr=lr,
         loss=loss,
         num_tracks=num_tracks,
+        shard_table=shard_table,
     )
 
     with Progress(

@@ -79,13 +79,27 @@ class TrainConfig(BaseModel):
     eval_batches: int = Field(10, ge=1)
     checkpoint_every: int = Field(1000, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
-    data_workers: int = Field(1, ge=0)
+    # Grain reads playlists ahead on threads either way; worker processes also take the
+    # windowing and batching off the training process.
+    data_workers: int = Field(0, ge=0)
+    # Split the embedding table (and its moments) by rows across devices instead of
+    # replicating it, for tables that do not fit one device.
+    shard_table: bool = False
 
     def fixed(self) -> dict:
         """What a checkpoint's shapes and a run's randomness depend on: a resumed run
         must agree on these."""
         return self.model_dump(
-            mode="json", include={"model", "loss", "optimizer", "batch_size", "seed", "unk_proba"}
+            mode="json",
+            include={
+                "model",
+                "loss",
+                "optimizer",
+                "batch_size",
+                "seed",
+                "unk_proba",
+                "shard_table",
+            },
         )
 
 

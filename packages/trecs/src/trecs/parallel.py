@@ -1,7 +1,7 @@
 """Data parallelism with jax.sharding: one mesh axis over every device of every host.
 
-The batch is split across devices along that axis; the model, the embedding table and
-the optimizer state are replicated. Across hosts, `initialize` joins the processes with
+The batch is split across devices along that axis; the model and the optimizer state
+are replicated, and so is the embedding table unless it is sharded by rows. Across hosts, `initialize` joins the processes with
 `jax.distributed` and each process feeds its own shard of the data.
 """
 
@@ -12,6 +12,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from trecs.errors import UserError
+from trecs.train_step import TrainState
+
+
+def padded_rows(num_rows: int, shard_table: bool) -> int:
+    """Rows rounded up to a multiple of the device count when the table is sharded."""
+    devices = jax.device_count()
+    return -(-num_rows // devices) * devices if shard_table else num_rows
 
 
 def initialize(
@@ -39,6 +46,14 @@ class DataParallel:
 
     def replicate(self, tree):
         return jax.device_put(tree, self.replicated)
+
+    def place(self, state: TrainState, shard_table: bool) -> TrainState:
+        """Replicate the state; with `shard_table`, split the table's rows over devices."""
+        state = self.replicate(state)
+        if shard_table:
+            rows = NamedSharding(self.mesh, PartitionSpec("data", None))
+            state = state._replace(table=jax.device_put(state.table, rows))
+        return state
 
     def global_batch(self, local: np.ndarray) -> jax.Array:
         """This process's rows of the batch -> one array sharded over all devices."""

@@ -15,17 +15,16 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import grain
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
+from trecs import checkpoints
 from trecs.config import TrainConfig
 from trecs.data import PlaylistSource, Windows, loader
 from trecs.db import connect
 from trecs.errors import UserError
 from trecs.optim import dense_optimizer, schedule
-from trecs.parallel import DataParallel
+from trecs.parallel import DataParallel, padded_rows
 from trecs.train_step import init_state, make_eval_step, make_train_step, popularity
 from trecs.vocab import Vocabulary, build_vocabulary
 
@@ -50,7 +49,7 @@ def prepare_run(run_dir: Path, config: TrainConfig, resume: bool) -> tuple[Train
         vocab = build_vocabulary(config.db)
         run_dir.mkdir(parents=True, exist_ok=True)
         vocab.save(vocab_path)
-    num_rows = config.model.num_tracks or len(vocab)
+    num_rows = padded_rows(config.model.num_tracks or len(vocab), config.shard_table)
     if num_rows < len(vocab):
         raise UserError(
             f"--num-tracks {num_rows:,} is smaller than the vocabulary ({len(vocab):,} tokens)"
@@ -121,25 +120,12 @@ def train(
     )
     eval_batches = _eval_batches(config, token_of, parallel)
 
-    manager = ocp.CheckpointManager(
-        (run_dir / "checkpoints").resolve(),
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=config.keep_checkpoints, create=True, enable_async_checkpointing=False
-        ),
-    )
+    saver = checkpoints.manager(run_dir, config.keep_checkpoints)
     start = 0
-    if resume and manager.latest_step() is not None:
-        start = manager.latest_step()
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        restored = manager.restore(
-            start,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract),
-                data=grain.checkpoint.CheckpointRestore(iterator),
-            ),
-        )
-        state = restored.state
-    state = parallel.replicate(state)
+    if resume and saver.latest_step() is not None:
+        start = saver.latest_step()
+        state = checkpoints.restore(saver, start, state, iterator)
+    state = parallel.place(state, config.shard_table)
     log = _Log(run_dir, start, config.batch_size, on_log)
 
     def evaluate() -> float | None:
@@ -170,17 +156,10 @@ def train(
                 valid = evaluate() if done % config.eval_every == 0 or final else None
                 last = log.write(done, metrics, valid)
             if done % config.checkpoint_every == 0 or final:
-                manager.save(
-                    done,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardSave(state),
-                        data=grain.checkpoint.CheckpointSave(iterator),
-                    ),
-                    force=True,
-                )
+                checkpoints.save(saver, done, state, iterator)
     finally:
-        manager.wait_until_finished()
-        manager.close()
+        saver.wait_until_finished()
+        saver.close()
         log.close()
     return last
 
