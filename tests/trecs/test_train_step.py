@@ -93,3 +93,14 @@ def test_model_is_causal():
     y = x.at[:, 5:].set(3.0)
     np.testing.assert_allclose(model(x)[:, :5], model(y)[:, :5], atol=1e-6)
     assert not np.allclose(model(x)[:, 5:], model(y)[:, 5:])
+
+
+def test_warmup_and_cosine_schedule():
+    lr = schedule(OptimizerConfig(lr=1e-3, warmup_steps=10, cosine_decay=True), 110)
+    assert float(lr(0)) == 0.0
+    assert float(lr(10)) == pytest.approx(1e-3)
+    assert float(lr(60)) == pytest.approx(5e-4, rel=1e-3)
+    assert float(lr(110)) == pytest.approx(0.0, abs=1e-9)
+    warm = schedule(OptimizerConfig(lr=1e-3, warmup_steps=4), 100)
+    assert [round(float(warm(s)), 6) for s in (0, 2, 4, 50)] == [0.0, 5e-4, 1e-3, 1e-3]
+    assert float(schedule(OptimizerConfig(lr=1e-3), 100)(77)) == pytest.approx(1e-3)

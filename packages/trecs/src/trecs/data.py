@@ -2,8 +2,9 @@
 
 A `PlaylistSource` reads one playlist's tracks per index (a range scan of the clustered
 membership table); `Windows` turns it into model inputs and targets: tokens, random
-<unk> replacement, a random window of `context + 1` tokens, <eop> padding. Grain
-shuffles, batches, prefetches in worker processes and checkpoints its position.
+<unk> replacement, a random window of `context + 1` tokens, <eop> padding. Grain's
+dataset API shuffles per epoch, batches, reads ahead on threads (and worker processes)
+and checkpoints its position.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ class PlaylistSource:
         return len(self.playlist_ids)
 
     def __repr__(self) -> str:
-        # Grain checks a restored iterator against this: same split, same playlists.
         return f"PlaylistSource(split={self.split!r}, playlists={len(self)})"
 
     def __getitem__(self, index: int) -> np.ndarray:
@@ -111,22 +111,23 @@ def loader(
     num_epochs: int | None = None,
     shard_index: int = 0,
     shard_count: int = 1,
-) -> grain.DataLoader:
-    """Epochs of the source without replacement, reshuffled per epoch, in batches; each
-    process of a multi-host run reads its own shard."""
-    if workers and not flags.FLAGS.is_parsed():
-        # Grain's worker processes read absl flags, which nobody parses in a library.
-        flags.FLAGS.mark_as_parsed()
-    sampler = grain.samplers.IndexSampler(
-        num_records=len(source),
-        shuffle=True,
-        seed=seed,
-        num_epochs=num_epochs,
-        shard_options=grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True),
+) -> grain.IterDataset:
+    """Batches of the source's playlists: each epoch visits every playlist once, in a
+    new seeded order; threads read ahead, and `workers` processes too if asked. In a
+    multi-host run each process reads its own equal-sized shard."""
+    dataset = grain.MapDataset.source(source)
+    if shard_count > 1:
+        dataset = dataset[: len(dataset) // shard_count * shard_count][shard_index::shard_count]
+    dataset = (
+        dataset.repeat(num_epochs)  # repeating before shuffling reshuffles every epoch
+        .shuffle(seed=seed)
+        .random_map(windows, seed=seed)
+        .batch(batch_size, drop_remainder=True)
+        .to_iter_dataset()
     )
-    return grain.DataLoader(
-        data_source=source,
-        sampler=sampler,
-        operations=[windows, grain.transforms.Batch(batch_size, drop_remainder=True)],
-        worker_count=workers,
-    )
+    if workers:
+        if not flags.FLAGS.is_parsed():
+            # Grain's worker processes read absl flags, which nobody parses in a library.
+            flags.FLAGS.mark_as_parsed()
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    return dataset

@@ -25,7 +25,7 @@ def connect(path: Path) -> sqlite3.Connection:
     Open one per process and per thread: sqlite connections must not be shared.
     """
     if not path.is_file():
-        raise UserError(f"{path}: no such database")
+        raise UserError(f"{path}: no such database (build one with `trecs build-db`)")
     conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
     try:
         version = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
