@@ -6,7 +6,7 @@ PYTHON := $(UV) run python
 MPD_ZIP := data/spotify_million_playlist_dataset.zip
 DEMO := data/demo
 
-.PHONY: demo test lint bench-build-db bench-train bench-losses clean-demo
+.PHONY: demo test lint bench-build-db bench-train bench-losses bench-generate clean-demo
 
 ## demo: the main job end to end on built-in synthetic data, no network
 demo: $(DEMO)/run/config.json
@@ -57,3 +57,6 @@ bench-train:
 
 bench-losses:
 	$(PYTHON) benchmarks/losses.py
+
+bench-generate:
+	$(PYTHON) benchmarks/generate.py

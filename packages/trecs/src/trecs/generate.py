@@ -1,0 +1,162 @@
+"""Playlist continuation: incremental decoding with a key/value cache and top-k sampling.
+
+Each new track costs one transformer step over one token (earlier keys and values are
+cached) and one matrix product of the hidden state with the embedding table (the tied
+output head), followed by a partial sort. Positions are learned and window-relative, so
+when a playlist outgrows the context the cache restarts on its most recent half.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from trecs.config import EOP, NUM_SPECIAL, START, UNK
+from trecs.model import Block, PlaylistTransformer
+
+
+class Cache(NamedTuple):
+    keys: jax.Array  # (layers, context, heads, head_dim)
+    values: jax.Array
+
+
+def _attend(block: Block, x: jax.Array, cache_k: jax.Array, cache_v: jax.Array, pos: jax.Array):
+    """One block on one position `pos`, reading and extending that block's cache."""
+    attention = block.attention
+    h = block.attention_norm(x)
+    q, k, v = attention.query(h), attention.key(h), attention.value(h)  # (1, heads, dim)
+    cache_k = jax.lax.dynamic_update_slice(cache_k, k, (pos, 0, 0))
+    cache_v = jax.lax.dynamic_update_slice(cache_v, v, (pos, 0, 0))
+    mask = (jnp.arange(cache_k.shape[0]) <= pos)[None, None, :]  # (heads=1, q=1, keys)
+    out = nnx.dot_product_attention(q[None], cache_k[None], cache_v[None], mask=mask[None])[0]
+    x = x + attention.out(out)
+    x = x + block.contract(nnx.relu(block.expand(block.feed_forward_norm(x))))
+    return x, cache_k, cache_v
+
+
+def decode_step(
+    model: PlaylistTransformer, table: jax.Array, cache: Cache, token: jax.Array, pos: jax.Array
+) -> tuple[Cache, jax.Array]:
+    """Feed `token` at window position `pos`; returns the cache and the hidden state."""
+    x = table[token][None] + model.position[...][pos][None]  # (1, features)
+    keys, values = [], []
+    for layer, block in enumerate(model.blocks):
+        x, k, v = _attend(block, x, cache.keys[layer], cache.values[layer], pos)
+        keys.append(k)
+        values.append(v)
+    return Cache(jnp.stack(keys), jnp.stack(values)), model.final_norm(x)[0]
+
+
+def empty_cache(model: PlaylistTransformer) -> Cache:
+    config = model.config
+    head_dim = config.features // config.num_heads
+    shape = (config.num_layers, config.context, config.num_heads, head_dim)
+    return Cache(jnp.zeros(shape), jnp.zeros(shape))
+
+
+def top_k(scores: jax.Array, k: int, block: int = 4096) -> tuple[jax.Array, jax.Array]:
+    """Exact top k of a long vector: the k largest must lie in the k blocks with the
+    largest maxima, so one max per block and two small sorts replace a full sort."""
+    n = scores.shape[0]
+    padded = -(-n // block) * block
+    blocks = jnp.pad(scores, (0, padded - n), constant_values=-jnp.inf).reshape(-1, block)
+    best_blocks = jax.lax.top_k(blocks.max(axis=1), min(k, blocks.shape[0]))[1]
+    candidates = blocks[best_blocks].reshape(-1)
+    values, index = jax.lax.top_k(candidates, k)
+    rows = best_blocks[index // block] * block + index % block
+    return values, rows
+
+
+@dataclass
+class Settings:
+    length: int = 50
+    top_k: int = 20
+    temperature: float = 1.0
+    greedy: bool = False
+    allow_eop: bool = False
+    seed: int = 0
+
+
+class Generator:
+    """Continues playlists of tokens with a trained model (see `trecs.checkpoints`)."""
+
+    def __init__(self, model: PlaylistTransformer, table: jax.Array) -> None:
+        self.model = model
+        self.table = table
+        self.context = model.config.context
+        graphdef, params = nnx.split(model)
+
+        @jax.jit
+        def step(params, table, cache, token, pos):
+            return decode_step(nnx.merge(graphdef, params), table, cache, token, pos)
+
+        @jax.jit
+        def score(table, hidden, banned, temperature):
+            logits = (table @ hidden) / temperature
+            logits = logits.at[banned].set(-jnp.inf, mode="drop")
+            return logits
+
+        self._params = params
+        self._step = step
+        self._score = score
+        self._top_k = jax.jit(top_k, static_argnums=1)
+
+    def _feed(self, tokens: Sequence[int]) -> jax.Array:
+        """(Re)start the cache on `tokens` (at most a context); the last hidden state."""
+        self._cache = empty_cache(self.model)
+        hidden = None
+        for pos, token in enumerate(tokens):
+            self._cache, hidden = self._step(
+                self._params, self.table, self._cache, jnp.int32(token), jnp.int32(pos)
+            )
+        self._length = len(tokens)
+        return hidden
+
+    def continue_playlist(self, seeds: Sequence[int], settings: Settings) -> list[int]:
+        """`settings.length` new track tokens after `seeds` (tokens; <unk> allowed).
+
+        Never <start>, <unk>, a seed or an earlier pick; never <eop> unless allowed
+        (and then generation stops at it).
+        """
+        history = [START, *seeds]
+        window = history[-self.context :]
+        hidden = self._feed(window)
+        rng = np.random.default_rng(settings.seed)
+        banned = {START, UNK, *seeds} | (set() if settings.allow_eop else {EOP})
+        picks: list[int] = []
+        while len(picks) < settings.length:
+            banned_array = jnp.asarray(sorted(banned), jnp.int32)
+            scores = self._score(self.table, hidden, banned_array, settings.temperature)
+            values, rows = self._top_k(scores, 1 if settings.greedy else settings.top_k)
+            values, rows = np.asarray(values, np.float64), np.asarray(rows)
+            allowed = np.isfinite(values)
+            if not allowed.any():
+                break
+            if settings.greedy:
+                token = int(rows[0])
+            else:
+                p = np.exp(values[allowed] - values[allowed].max())
+                token = int(rng.choice(rows[allowed], p=p / p.sum()))
+            if token == EOP:
+                break
+            picks.append(token)
+            banned.add(token)
+            history.append(token)
+            if self._length == self.context:  # window full: restart on its recent half
+                hidden = self._feed(history[-(self.context // 2) :])
+            else:
+                self._cache, hidden = self._step(
+                    self._params, self.table, self._cache, jnp.int32(token), jnp.int32(self._length)
+                )
+                self._length += 1
+        return picks
+
+
+def is_track(token: int) -> bool:
+    return token >= NUM_SPECIAL
