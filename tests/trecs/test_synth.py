@@ -28,6 +28,15 @@ PLAYLIST_KEYS = [
     "duration_ms",
     "num_artists",
 ]
+UNIT_FEATURES = [
+    "danceability",
+    "energy",
+    "speechiness",
+    "acousticness",
+    "instrumentalness",
+    "liveness",
+    "valence",
+]
 TRACK_KEYS = [
     "pos",
     "artist_name",
@@ -117,15 +126,7 @@ def test_catalog_has_every_track_in_tidytuesday_columns(mpd_dir, mpd_json):
     used = {t["track_uri"].split(":")[-1] for p in mpd_json.values() for t in p["tracks"]}
     assert used <= ids
     for r in rows:
-        for name in (
-            "danceability",
-            "energy",
-            "speechiness",
-            "acousticness",
-            "instrumentalness",
-            "liveness",
-            "valence",
-        ):
+        for name in UNIT_FEATURES:
             assert 0.0 <= float(r[name]) <= 1.0
         assert float(r["loudness"]) <= 0.0
         assert r["mode"] in ("0", "1") and 0 <= int(r["key"]) <= 11
@@ -133,16 +134,7 @@ def test_catalog_has_every_track_in_tidytuesday_columns(mpd_dir, mpd_json):
 
 def test_audio_features_cluster_by_genre(mpd_dir):
     rows = _catalog(mpd_dir)
-    names = [
-        "danceability",
-        "energy",
-        "speechiness",
-        "acousticness",
-        "instrumentalness",
-        "liveness",
-        "valence",
-    ]
-    x = np.array([[float(r[n]) for n in names] for r in rows])
+    x = np.array([[float(r[n]) for n in UNIT_FEATURES] for r in rows])
     genre = np.array([r["playlist_subgenre"] for r in rows])
     centroids = {g: x[genre == g].mean(0) for g in set(genre)}
     within = np.mean([((x[genre == g] - c) ** 2).sum(1).mean() for g, c in centroids.items()])

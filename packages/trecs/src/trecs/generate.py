@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from trecs.config import EOP, NUM_SPECIAL, START, UNK
+from trecs.config import EOP, START, UNK
 from trecs.model import Block, PlaylistTransformer
 
 
@@ -156,7 +156,3 @@ class Generator:
                 )
                 self._length += 1
         return picks
-
-
-def is_track(token: int) -> bool:
-    return token >= NUM_SPECIAL
