@@ -121,6 +121,7 @@ def test_cli_errors_are_one_line(cli, db, tmp_path):
     cli("train", run, "--resume", "--batch-size", 16).assert_error("batch_size (16 here, 8 saved)")
     cli("train", run, "--resume", "--num-tracks", 10).assert_error("model.num_tracks")
     assert cli("train", run, "--resume", "--num-steps", 10, "--json").json()["step"] == 10
+    assert cli("train", run, "--resume", "--json").json()["step"] == 10  # already finished
     cli("train", tmp_path / "other", "--db", tmp_path / "none.db").assert_error("no such database")
     cli("train", tmp_path / "other", "--config", config, "--num-tracks", 10).assert_error(
         "smaller than the vocabulary"

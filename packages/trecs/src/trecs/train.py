@@ -141,7 +141,7 @@ def train(
         ]
         return float(np.mean(values))
 
-    last: dict = {}
+    last = log.last
     try:
         for step in range(start, config.num_steps):
             batch = next(iterator)
@@ -197,6 +197,7 @@ class _Log:
         from tensorboardX import SummaryWriter
 
         self.path = run_dir / "metrics.jsonl"
+        self.last: dict = {}  # the latest record, so a finished run can report it
         if self.path.exists():  # drop lines a killed run wrote after its last checkpoint
             kept = [
                 line
@@ -204,6 +205,7 @@ class _Log:
                 if line and json.loads(line)["step"] <= start
             ]
             _write_atomically(self.path, "".join(f"{line}\n" for line in kept))
+            self.last = json.loads(kept[-1]) if kept else {}
         self.file = self.path.open("a")
         self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
         self.batch_size = batch_size
@@ -232,6 +234,7 @@ class _Log:
             self.writer.add_scalar("valid/loss", valid_loss, step)
         if self.on_log is not None:
             self.on_log(record)
+        self.last = record
         return record
 
     def close(self) -> None:
