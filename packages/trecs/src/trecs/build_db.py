@@ -15,7 +15,6 @@ import re
 import signal
 import sqlite3
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter, deque
@@ -112,16 +111,14 @@ def build_database(
     refs = find_slices(list(inputs), verify=verify_md5)
     feature_table = read_features(features) if features is not None else None
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # Named before it exists, so that an interrupt at any point finds it in `finally`.
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}.tmp"
     try:
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
             report = _build(conn, refs, split, seed, feature_table, lenient, workers, on_slice)
         finally:
             conn.close()
-        tmp.chmod(0o644)  # mkstemp makes it private; a database is meant to be shared
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

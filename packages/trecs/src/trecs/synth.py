@@ -18,7 +18,7 @@ import csv
 import hashlib
 import os
 import shutil
-import tempfile
+import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -348,9 +348,10 @@ def synth_mpd(
     catalog = make_catalog(rng, tracks)
     sampler = _Sampler(catalog)
     genre_weight = np.bincount(catalog.subgenre, minlength=len(SUBGENRES)) / tracks
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    # Named before it exists, so that an interrupt at any point finds it in `finally`.
+    tmp = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex}.tmp"
     try:
-        (tmp / "data").mkdir()
+        (tmp / "data").mkdir(parents=True)
         md5_lines = []
         entries = 0
         num_slices = -(-playlists // SLICE_SIZE)
@@ -387,7 +388,6 @@ def synth_mpd(
             )
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the data is not
         os.replace(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
