@@ -1,0 +1,43 @@
+"""Popularity and co-occurrence baselines on playlists small enough to check by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trecs.baselines import Cooccurrence, Popularity, playlist_matrix
+
+# Tokens 3.. are tracks. 3 and 4 always together; 5 with 3 once; 6 popular alone.
+PLAYLISTS = [np.array(p) for p in ([3, 4], [3, 4, 5], [6, 7], [6, 8], [6, 9], [3, 4, 3])]
+NUM_TOKENS = 10
+
+
+def test_playlist_matrix_is_binary_without_specials():
+    matrix = playlist_matrix([np.array([0, 1, 3, 3, 4])], NUM_TOKENS).toarray()
+    assert matrix.tolist() == [[0, 0, 0, 1, 1, 0, 0, 0, 0, 0]]
+
+
+def test_popularity_excludes_seeds_and_specials():
+    counts = np.array([100, 100, 100, 3, 3, 1, 3, 1, 1, 1])
+    recs = Popularity(counts).recommend([[3], []], 4)
+    assert recs[0].tolist() == [4, 6, 5, 7]
+    assert recs[1].tolist() == [3, 4, 6, 5]
+
+
+def test_cooccurrence_is_cosine_normalised_and_popularity_filled():
+    model = Cooccurrence(playlist_matrix(PLAYLISTS, NUM_TOKENS))
+    scores = model.scores([3])
+    # n_3 = 3 playlists, n_4 = 3, n_34 = 3 -> 1; n_5 = 1, n_35 = 1 -> 1/sqrt(3).
+    assert scores[4] == pytest.approx(1.0)
+    assert scores[5] == pytest.approx(1 / np.sqrt(3))
+    assert scores[6] == 0.0
+    recs = model.recommend([[3]], 4)[0].tolist()
+    assert recs[:2] == [4, 5]  # co-occurring first
+    assert recs[2] == 6  # then the most popular track
+    assert 3 not in recs
+
+
+def test_cooccurrence_sums_over_seeds():
+    model = Cooccurrence(playlist_matrix(PLAYLISTS, NUM_TOKENS))
+    both = model.scores([3, 6])
+    np.testing.assert_allclose(both, model.scores([3]) + model.scores([6]))
