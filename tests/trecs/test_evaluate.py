@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -81,3 +82,49 @@ def test_cooccurrence_beats_popularity_on_planted_structure(db):
         assert 0 <= summary["clicks"].mean <= 51
         scores[name] = summary["r_precision"].mean
     assert scores["cooccurrence"] > 1.5 * scores["popularity"] > 0
+
+
+def test_evaluate_command(cli, db, tmp_path):
+    from trecs.config import ModelConfig, TrainConfig
+    from trecs.train import train
+
+    run = tmp_path / "run"
+    tiny = ModelConfig(num_layers=1, num_heads=2, features=16, hidden=32, context=10)
+    train(run, TrainConfig(db=db, model=tiny, batch_size=8, num_steps=10, data_workers=0))
+    recs = tmp_path / "recs.jsonl"
+    picture = tmp_path / "plot.png"
+    result = cli(
+        "evaluate",
+        run,
+        "--db",
+        db,
+        "--num-playlists",
+        40,
+        "--seeds",
+        "first:1,random:10",
+        "--n",
+        50,
+        "--save-recommendations",
+        recs,
+        "--plot",
+        picture,
+        "--json",
+    )
+    assert result.code == 0, result.err
+    report = result.json()
+    assert report["cases"] == 40 and report["n"] == 50
+    assert set(report["metrics"]) == {"run", "popularity", "cooccurrence"}
+    assert list(report["metrics"]["run"]) == ["first:1", "random:10", "all"]
+    assert report["metrics"]["run"]["all"]["r_precision"]["count"] == 40
+    lines = [json.loads(line) for line in recs.read_text().splitlines()]
+    assert len(lines) == 40
+    assert all(len(line["recommendations"]) == 50 for line in lines)
+    assert all(uri.startswith("spotify:track:") for line in lines for uri in line["seeds"])
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = cli("evaluate", "popularity", "--db", db, "--num-playlists", 20, "--n", 20)
+    assert table.code == 0 and "R-precision" in table.out
+    cli("evaluate", "nonsense", "--db", db).assert_error("neither a run directory")
+    cli("evaluate", "popularity", "--db", db, "--seeds", "middle:3").assert_error(
+        "first:K or random:K"
+    )
+    cli("evaluate", "popularity", "--db", tmp_path / "none.db").assert_error("no such database")

@@ -362,6 +362,73 @@ def train_command(
         )
 
 
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[
+        str, typer.Argument(help="A run directory, or a baseline: popularity, cooccurrence.")
+    ],
+    db: Annotated[Path, typer.Option(help="Database from `trecs build-db`.")] = Path("data/mpd.db"),
+    split: Annotated[str, typer.Option(help="Split whose playlists are evaluated.")] = "test",
+    num_playlists: Annotated[
+        int, typer.Option(min=1, help="Playlists to evaluate, spread over the seed categories.")
+    ] = 2000,
+    seeds: Annotated[
+        str, typer.Option(help="Seed categories: first:K (first K tracks) or random:K.")
+    ] = "first:1,first:5,first:10,first:25,random:25,first:100,random:100",
+    n: Annotated[int, typer.Option(min=1, help="Recommendations per playlist.")] = 500,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the playlist and random-seed draws.")
+    ] = 0,
+    save_recommendations: Annotated[
+        Path | None, typer.Option(help="Write one JSON line per playlist with its recommendations.")
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="PNG of R-precision and NDCG by category, with the baselines."),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Score recommendations with the RecSys Challenge 2018 metrics (R-precision, NDCG,
+    clicks) per seed category, with 95% confidence intervals."""
+    from trecs import evaluate as ev
+
+    categories = ev.parse_categories(seeds)
+    cases = ev.make_cases(db, split, categories, num_playlists, seed)
+    names = [model] + ([b for b in ev.BASELINES if b != model] if plot else [])
+    results = {}
+    for name in names:
+        contender = ev.load_recommender(name, db)
+        results[contender.name] = ev.run(contender, cases, db, n)
+    main_name = next(iter(results))
+    if save_recommendations is not None:
+        ev.save_recommendations(save_recommendations, cases, results[main_name], db)
+    if plot is not None:
+        ev.plot(results, plot)
+    if json_:
+        print(json.dumps({"cases": len(cases), "n": n, "metrics": ev.as_json(results)}))
+        return
+    for name, result in results.items():
+        table = Table(
+            "seeds",
+            "playlists",
+            "R-precision",
+            "NDCG",
+            "clicks",
+            title=f"{name}: {len(cases)} playlists, {n} recommendations",
+        )
+        for group, by_metric in result.metrics.items():
+            table.add_row(
+                group,
+                str(by_metric["r_precision"].count),
+                *(
+                    f"{by_metric[m].mean:.4f} ± {by_metric[m].ci95:.4f}"
+                    for m in ("r_precision", "ndcg")
+                ),
+                f"{by_metric['clicks'].mean:.2f} ± {by_metric['clicks'].ci95:.2f}",
+            )
+        out.print(table)
+
+
 def _terminate(signum: int, frame: object) -> None:
     """SIGTERM unwinds like Ctrl-C, so temporary files are removed on the way out."""
     raise KeyboardInterrupt

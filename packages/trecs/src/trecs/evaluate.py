@@ -10,6 +10,8 @@ recommender can find them, as in the challenge).
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -149,9 +151,11 @@ def evaluate(
         for group in (str(case.category), "all"):
             for name, value in values.items():
                 per.setdefault(group, {}).setdefault(name, []).append(value)
+    # Categories by seed count (first before random at equal counts), then overall.
+    by_seeds = sorted((g for g in per if g != "all"), key=lambda g: (int(g.split(":")[1]), g))
+    order = [*by_seeds, "all"]
     metrics = {
-        group: {name: summarise(values) for name, values in by_name.items()}
-        for group, by_name in per.items()
+        group: {name: summarise(values) for name, values in per[group].items()} for group in order
     }
     return Result(metrics, recommendations)
 
@@ -163,3 +167,119 @@ def artists(db: Path) -> dict[int, int]:
         return dict(conn.execute("SELECT id, artist_id FROM tracks"))
     finally:
         conn.close()
+
+
+BASELINES = ("popularity", "cooccurrence")
+
+
+@dataclass
+class Contender:
+    """A recommender under evaluation: its name, and the vocabulary of its tokens."""
+
+    name: str
+    recommend: Recommend
+    token_of: np.ndarray
+    track_ids: np.ndarray
+
+
+def load_recommender(model: str, db: Path) -> Contender:
+    """A baseline by name (fitted on the database's train split) or a run directory."""
+    from trecs.baselines import Cooccurrence, Popularity, playlist_matrix
+    from trecs.vocab import build_vocabulary
+
+    if model in BASELINES:
+        vocab = build_vocabulary(db)
+        token_of = vocab.token_of()
+        if model == "popularity":
+            recommend = Popularity(vocab.counts).recommend
+        else:
+            from trecs.data import PlaylistSource
+
+            source = PlaylistSource(db, "train")
+            train = [token_of[source[i]] for i in range(len(source))]
+            recommend = Cooccurrence(playlist_matrix(train, len(vocab))).recommend
+        return Contender(model, recommend, token_of, vocab.track_ids)
+    path = Path(model)
+    if not path.is_dir():
+        raise UserError(f"{model}: neither a run directory nor one of {', '.join(BASELINES)}")
+    from trecs.checkpoints import load_run
+    from trecs.recommend import Recommender
+
+    trained = load_run(path)
+    recommender = Recommender(trained.model, trained.table)
+    return Contender(
+        path.name, recommender.recommend, trained.vocab.token_of(), trained.vocab.track_ids
+    )
+
+
+def run(recommender: Contender, cases: Sequence[Case], db: Path, n: int) -> Result:
+    return evaluate(
+        cases, recommender.recommend, recommender.token_of, recommender.track_ids, artists(db), n
+    )
+
+
+def as_json(results: dict[str, Result]) -> dict:
+    return {
+        name: {
+            group: {
+                metric: {"mean": s.mean, "ci95": s.ci95, "count": s.count}
+                for metric, s in by_metric.items()
+            }
+            for group, by_metric in result.metrics.items()
+        }
+        for name, result in results.items()
+    }
+
+
+def save_recommendations(path: Path, cases: Sequence[Case], result: Result, db: Path) -> None:
+    """One JSON line per case: pid, category, seed URIs, recommended URIs."""
+    conn = connect(db)
+    try:
+        uri = dict(conn.execute("SELECT id, uri FROM tracks"))
+    finally:
+        conn.close()
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as handle:
+        for case, recs in zip(cases, result.recommendations, strict=True):
+            record = {
+                "pid": case.playlist,
+                "category": str(case.category),
+                "seeds": [uri[t] for t in case.seeds],
+                "recommendations": [uri[t] for t in recs],
+            }
+            handle.write(json.dumps(record) + "\n")
+    os.replace(tmp, path)
+
+
+def plot(results: dict[str, Result], path: Path) -> None:
+    """R-precision and NDCG by seed category, one bar per recommender, 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [g for g in next(iter(results.values())).metrics if g != "all"] + ["all"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    width = 0.8 / len(results)
+    x = np.arange(len(groups))
+    for axis, metric, label in zip(
+        axes, ("r_precision", "ndcg"), ("R-precision", "NDCG"), strict=True
+    ):
+        for i, (name, result) in enumerate(results.items()):
+            summaries = [result.metrics[g][metric] for g in groups]
+            axis.bar(
+                x + i * width - 0.4 + width / 2,
+                [s.mean for s in summaries],
+                width,
+                yerr=[0 if np.isnan(s.ci95) else s.ci95 for s in summaries],
+                capsize=2,
+                label=name,
+            )
+        axis.set_xticks(x, groups, rotation=30)
+        axis.set_ylabel(label)
+        axis.set_title(f"{label} by seed category")
+    axes[0].legend()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
