@@ -34,7 +34,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -360,6 +360,49 @@ def train_command(
         out.print(
             f"trained {run_dir}: step {last.get('step')}, loss {last.get('loss')}, valid loss {last.get('valid_loss')}"
         )
+
+
+@app.command("generate")
+def generate_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory from `trecs train`.")] = Path(
+        "runs/trecs/default"
+    ),
+    db: Annotated[Path | None, typer.Option(help="Database [default: the run's].")] = None,
+    track: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Seed: a Spotify URI or link, or words of a title and artist (repeatable)."
+        ),
+    ] = None,
+    length: Annotated[int, typer.Option(min=1, help="Tracks to add.")] = 50,
+    top_k: Annotated[int, typer.Option(min=1, help="Sample among the k best tracks.")] = 20,
+    temperature: Annotated[float, typer.Option(min=1e-6, help="Softmax temperature.")] = 1.0,
+    greedy: Annotated[bool, typer.Option(help="Always take the best track (no sampling).")] = False,
+    allow_eop: Annotated[bool, typer.Option(help="Let the model end the playlist early.")] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Sampling seed.")] = 0,
+    format_: Annotated[
+        str, typer.Option("--format", help="table, json or m3u (M3U8 of Spotify URIs).")
+    ] = "table",
+) -> None:
+    """Continue a playlist from seed tracks (or from nothing) with a trained model."""
+    from trecs.generate import Settings, continue_from_run, m3u
+
+    if format_ not in ("table", "json", "m3u"):
+        raise UserError(f"--format {format_!r}: expected table, json or m3u")
+    settings = Settings(length, top_k, temperature, greedy, allow_eop, seed)
+    result = continue_from_run(run_dir, track or [], settings, db)
+    for notice in result.notices:
+        err.print(f"notice: {notice}")
+    if format_ == "json":
+        print(json.dumps({"seeds": [s.label for s in result.seeds], "tracks": result.tracks}))
+    elif format_ == "m3u":
+        sys.stdout.write(m3u(result.tracks))
+    else:
+        table = Table("#", "track", "artist", "album", title="continuation")
+        table.add_column("link", overflow="fold")
+        for t in result.tracks:
+            table.add_row(str(t["position"]), t["name"], t["artist"], t["album"], t["link"])
+        out.print(table)
 
 
 @app.command("evaluate")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from trecs.config import EOP, START, UNK
+from trecs.config import EOP, NUM_SPECIAL, START, UNK
 from trecs.model import Block, PlaylistTransformer
 
 
@@ -156,3 +157,71 @@ class Generator:
                 )
                 self._length += 1
         return picks
+
+
+@dataclass
+class Continuation:
+    seeds: list  # trecs.seeds.Seed
+    notices: list[str]
+    tracks: list[dict]  # position, uri, name, artist, album, duration_ms, link
+
+
+def continue_from_run(
+    run_dir: Path, queries: list[str], settings: Settings, db: Path | None = None
+) -> Continuation:
+    """Resolve the user's seeds, continue the playlist with the run's model, describe it."""
+    from trecs.checkpoints import load_run
+    from trecs.db import connect
+    from trecs.seeds import resolve
+
+    trained = load_run(run_dir)
+    db = db or trained.config.db
+    seeds = resolve(db, queries)
+    token_of = trained.vocab.token_of()
+    notices, tokens = [], []
+    for seed in seeds:
+        known = seed.track_id is not None and seed.track_id < len(token_of)
+        token = int(token_of[seed.track_id]) if known else UNK
+        if token == UNK:
+            notices.append(f"{seed.label}: not in the model's vocabulary, read as <unk>")
+        tokens.append(token)
+    picks = Generator(trained.model, trained.table).continue_playlist(tokens, settings)
+    ids = [int(trained.vocab.track_ids[t - NUM_SPECIAL]) for t in picks]
+    conn = connect(db)
+    try:
+        rows = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT t.id, t.uri, t.name, ar.name, al.name, t.duration_ms FROM tracks t "
+                "JOIN artists ar ON ar.id = t.artist_id JOIN albums al ON al.id = t.album_id "
+                f"WHERE t.id IN ({', '.join('?' * len(ids))})",
+                ids,
+            )
+        }
+    finally:
+        conn.close()
+    tracks = []
+    for position, track_id in enumerate(ids, 1):
+        uri, name, artist, album, duration = rows[track_id]
+        link = "https://open.spotify.com/track/" + uri.rsplit(":", 1)[-1]
+        tracks.append(
+            {
+                "position": position,
+                "uri": uri,
+                "name": name,
+                "artist": artist,
+                "album": album,
+                "duration_ms": duration,
+                "link": link,
+            }
+        )
+    return Continuation(seeds, notices, tracks)
+
+
+def m3u(tracks: list[dict]) -> str:
+    """An M3U8 playlist of Spotify URIs with #EXTINF durations and names."""
+    lines = ["#EXTM3U"]
+    for t in tracks:
+        lines.append(f"#EXTINF:{round(t['duration_ms'] / 1000)},{t['artist']} - {t['name']}")
+        lines.append(t["uri"])
+    return "\n".join(lines) + "\n"
