@@ -9,9 +9,14 @@ DEMO := data/demo
 .PHONY: demo test lint bench-build-db bench-train bench-losses bench-generate clean-demo
 
 ## demo: the main job end to end on built-in synthetic data, no network
+# The first track of demo playlist 0 (synth-mpd --seed 0; tests/trecs/test_synth.py pins it).
+DEMO_SEED := spotify:track:wbGPjlbQnpRN7kgRKilgYf
+
 demo: $(DEMO)/run/config.json
 	$(TRECS) info $(DEMO)/mpd.db
-	@echo "trained model: $(DEMO)/run (metrics in $(DEMO)/run/metrics.jsonl)"
+	$(TRECS) evaluate $(DEMO)/run --db $(DEMO)/mpd.db --num-playlists 700 --plot $(DEMO)/evaluation.png
+	$(TRECS) generate $(DEMO)/run --track $(DEMO_SEED) --length 10
+	@echo "model: $(DEMO)/run (curves: $(DEMO)/run/metrics.jsonl); plot: $(DEMO)/evaluation.png"
 
 $(DEMO)/mpd/md5sums:
 	$(TRECS) synth-mpd $(DEMO)/mpd --playlists 10000 --tracks 50000 --seed 0 --force

@@ -191,3 +191,11 @@ def test_rejects_bad_options(cli, tmp_path):
     cli("synth-mpd", tmp_path / "x", "--playlists", "many").assert_error("--playlists")
     cli("synth-mpd", tmp_path / "x", "--tracks", 10).assert_error("--tracks")
     assert not (tmp_path / "x").exists()
+
+
+def test_demo_seed_is_stable(tmp_path):
+    """The Makefile's demo seeds generation with playlist 0's first track."""
+    synth_mpd(tmp_path / "demo", playlists=1, tracks=50_000, seed=0)
+    first = json.loads((tmp_path / "demo/data/mpd.slice.0-0.json").read_text())["playlists"][0]
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    assert f"DEMO_SEED := {first['tracks'][0]['track_uri']}" in makefile

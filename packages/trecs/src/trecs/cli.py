@@ -33,7 +33,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(soft_wrap=True)
+# Piped output is not cut to 80 columns: tables of links and figures stay readable.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -398,8 +399,7 @@ def generate_command(
     elif format_ == "m3u":
         sys.stdout.write(m3u(result.tracks))
     else:
-        table = Table("#", "track", "artist", "album", title="continuation")
-        table.add_column("link", overflow="fold")
+        table = Table("#", "track", "artist", "album", "link", title="continuation")
         for t in result.tracks:
             table.add_row(str(t["position"]), t["name"], t["artist"], t["album"], t["link"])
         out.print(table)
