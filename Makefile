@@ -6,7 +6,7 @@ PYTHON := $(UV) run python
 MPD_ZIP := data/spotify_million_playlist_dataset.zip
 DEMO := data/demo
 
-.PHONY: demo test lint bench-build-db bench-train bench-losses bench-generate clean-demo
+.PHONY: demo test lint bench-build-db bench-train bench-losses bench-generate bench-evaluate clean-demo
 
 ## demo: the main job end to end on built-in synthetic data, no network
 # The first track of demo playlist 0 (synth-mpd --seed 0; tests/trecs/test_synth.py pins it).
@@ -65,3 +65,6 @@ bench-losses:
 
 bench-generate:
 	$(PYTHON) benchmarks/generate.py
+
+bench-evaluate:
+	$(PYTHON) benchmarks/evaluate.py

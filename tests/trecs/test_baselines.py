@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trecs.baselines import Cooccurrence, Popularity, playlist_matrix
+from trecs.baselines import Cooccurrence, PlaylistKNN, Popularity, playlist_matrix
 
 # Tokens 3.. are tracks. 3 and 4 always together; 5 with 3 once; 6 popular alone.
 PLAYLISTS = [np.array(p) for p in ([3, 4], [3, 4, 5], [6, 7], [6, 8], [6, 9], [3, 4, 3])]
@@ -41,3 +41,15 @@ def test_cooccurrence_sums_over_seeds():
     model = Cooccurrence(playlist_matrix(PLAYLISTS, NUM_TOKENS))
     both = model.scores([3, 6])
     np.testing.assert_allclose(both, model.scores([3]) + model.scores([6]))
+
+
+def test_playlist_knn_votes_with_cosine_similarity():
+    model = PlaylistKNN(playlist_matrix(PLAYLISTS, NUM_TOKENS), neighbours=2)
+    scores = model.scores([3])
+    # Playlists containing 3: [3,4] (cos 1/sqrt(2)), [3,4,5] (1/sqrt(3)), [3,4] again
+    # (1/sqrt(2)); the 2 nearest are the two [3,4]: token 4 gets 2/sqrt(2), 5 nothing.
+    assert scores[4] == pytest.approx(2 / np.sqrt(2))
+    assert scores[5] == 0.0
+    recs = model.recommend([[3]], 3)[0].tolist()
+    assert recs[0] == 4 and 3 not in recs
+    assert recs[1] == 6  # popularity fill

@@ -113,7 +113,7 @@ def test_evaluate_command(cli, db, tmp_path):
     assert result.code == 0, result.err
     report = result.json()
     assert report["cases"] == 40 and report["n"] == 50
-    assert set(report["metrics"]) == {"run", "popularity", "cooccurrence"}
+    assert set(report["metrics"]) == {"run", "popularity", "cooccurrence", "playlist-knn"}
     assert list(report["metrics"]["run"]) == ["first:1", "random:10", "all"]
     assert report["metrics"]["run"]["all"]["r_precision"]["count"] == 40
     lines = [json.loads(line) for line in recs.read_text().splitlines()]

@@ -30,3 +30,10 @@ def test_recommendations_are_the_exact_top_scores_without_seeds():
         assert scores[row[0]] == scores.max()
         assert not set(row.tolist()) & {START, UNK, EOP, *seed}
         assert len(set(row.tolist())) == 20
+
+
+def test_padding_rows_are_never_recommended():
+    model = PlaylistTransformer(CONFIG, rngs=nnx.Rngs(0))
+    table = 10 * init_table(jax.random.key(2), 60, 16)
+    recs = Recommender(model, table, vocab_size=30).recommend([[5], [7, 8]], n=20)
+    assert recs.max() < 30

@@ -408,7 +408,10 @@ def generate_command(
 @app.command("evaluate")
 def evaluate_command(
     model: Annotated[
-        str, typer.Argument(help="A run directory, or a baseline: popularity, cooccurrence.")
+        str,
+        typer.Argument(
+            help="A run directory, or a baseline: popularity, cooccurrence, playlist-knn."
+        ),
     ],
     db: Annotated[Path, typer.Option(help="Database from `trecs build-db`.")] = Path("data/mpd.db"),
     split: Annotated[str, typer.Option(help="Split whose playlists are evaluated.")] = "test",

@@ -169,7 +169,7 @@ def artists(db: Path) -> dict[int, int]:
         conn.close()
 
 
-BASELINES = ("popularity", "cooccurrence")
+BASELINES = ("popularity", "cooccurrence", "playlist-knn")
 
 
 @dataclass
@@ -184,7 +184,7 @@ class Contender:
 
 def load_recommender(model: str, db: Path) -> Contender:
     """A baseline by name (fitted on the database's train split) or a run directory."""
-    from trecs.baselines import Cooccurrence, Popularity, playlist_matrix
+    from trecs.baselines import Cooccurrence, PlaylistKNN, Popularity, playlist_matrix
     from trecs.vocab import build_vocabulary
 
     if model in BASELINES:
@@ -196,8 +196,9 @@ def load_recommender(model: str, db: Path) -> Contender:
             from trecs.data import PlaylistSource
 
             source = PlaylistSource(db, "train")
-            train = [token_of[source[i]] for i in range(len(source))]
-            recommend = Cooccurrence(playlist_matrix(train, len(vocab))).recommend
+            matrix = playlist_matrix([token_of[source[i]] for i in range(len(source))], len(vocab))
+            baseline = Cooccurrence if model == "cooccurrence" else PlaylistKNN
+            recommend = baseline(matrix).recommend
         return Contender(model, recommend, token_of, vocab.track_ids)
     path = Path(model)
     if not path.is_dir():
@@ -206,7 +207,7 @@ def load_recommender(model: str, db: Path) -> Contender:
     from trecs.recommend import Recommender
 
     trained = load_run(path)
-    recommender = Recommender(trained.model, trained.table)
+    recommender = Recommender(trained.model, trained.table, len(trained.vocab))
     return Contender(
         path.name, recommender.recommend, trained.vocab.token_of(), trained.vocab.track_ids
     )

@@ -87,9 +87,13 @@ class Settings:
 class Generator:
     """Continues playlists of tokens with a trained model (see `trecs.checkpoints`)."""
 
-    def __init__(self, model: PlaylistTransformer, table: jax.Array) -> None:
+    def __init__(
+        self, model: PlaylistTransformer, table: jax.Array, vocab_size: int | None = None
+    ) -> None:
+        """`vocab_size`: tokens that are tracks; rows beyond it are padding, never picked."""
         self.model = model
         self.table = table
+        vocab_size = vocab_size or table.shape[0]
         self.context = model.config.context
         graphdef, params = nnx.split(model)
 
@@ -100,6 +104,7 @@ class Generator:
         @jax.jit
         def score(table, hidden, banned, temperature):
             logits = (table @ hidden) / temperature
+            logits = jnp.where(jnp.arange(logits.shape[0]) < vocab_size, logits, -jnp.inf)
             logits = logits.at[banned].set(-jnp.inf, mode="drop")
             return logits
 
@@ -185,7 +190,8 @@ def continue_from_run(
         if token == UNK:
             notices.append(f"{seed.label}: not in the model's vocabulary, read as <unk>")
         tokens.append(token)
-    picks = Generator(trained.model, trained.table).continue_playlist(tokens, settings)
+    generator = Generator(trained.model, trained.table, len(trained.vocab))
+    picks = generator.continue_playlist(tokens, settings)
     ids = [int(trained.vocab.track_ids[t - NUM_SPECIAL]) for t in picks]
     conn = connect(db)
     try:

@@ -33,8 +33,13 @@ def _windows(seeds: Sequence[Sequence[int]], context: int) -> tuple[np.ndarray, 
 class Recommender:
     """Compiles the batch scoring once per model; `recommend` as a method."""
 
-    def __init__(self, model: PlaylistTransformer, table: jax.Array) -> None:
+    def __init__(
+        self, model: PlaylistTransformer, table: jax.Array, vocab_size: int | None = None
+    ) -> None:
+        """`vocab_size`: tokens that are tracks; table rows beyond it (padding) are never
+        recommended."""
         self.context = model.config.context
+        vocab_size = vocab_size or table.shape[0]
         self.table = table
         graphdef, self.params = nnx.split(model)
 
@@ -44,6 +49,7 @@ class Recommender:
             hidden = hidden[jnp.arange(tokens.shape[0]), last]  # (batch, features)
             scores = hidden @ table.T
             scores = scores.at[:, :NUM_SPECIAL].set(-jnp.inf)
+            scores = jnp.where(jnp.arange(scores.shape[1]) < vocab_size, scores, -jnp.inf)
             rows = jnp.arange(tokens.shape[0])[:, None]
             scores = scores.at[rows, exclude].set(-jnp.inf, mode="drop")
             return jax.lax.top_k(scores, n)[1]
