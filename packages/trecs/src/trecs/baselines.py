@@ -12,6 +12,7 @@ Both take batches of seed token lists and return (batch, n) arrays of track toke
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
@@ -65,7 +66,28 @@ class Popularity:
         return np.concatenate([chosen, np.asarray(extra, np.int64)])[:n]
 
 
-class Cooccurrence:
+class _Scored(ABC):
+    """Recommends the tracks a subclass's `scores(seeds)` ranks highest, then popular ones."""
+
+    popularity: Popularity
+
+    @abstractmethod
+    def scores(self, seeds: Sequence[int]) -> np.ndarray:
+        """A score for every token given the seed tokens; 0 means no evidence."""
+
+    def recommend(self, seeds: Sequence[Sequence[int]], n: int) -> np.ndarray:
+        out = np.empty((len(seeds), n), np.int64)
+        for row, seed in enumerate(seeds):
+            scores = self.scores(seed)
+            scores[list(seed)] = 0.0
+            scores[:NUM_SPECIAL] = 0.0
+            best = _top(scores, n)
+            best = best[scores[best] > 0]
+            out[row] = self.popularity._fill(best, set(seed), n)
+        return out
+
+
+class Cooccurrence(_Scored):
     def __init__(self, matrix: sp.csr_matrix) -> None:
         self.matrix = matrix.tocsr()
         self.transposed = matrix.T.tocsr()
@@ -87,19 +109,8 @@ class Cooccurrence:
         co = np.asarray((self.transposed @ per_playlist).todense()).ravel()
         return co * self.inverse_sqrt
 
-    def recommend(self, seeds: Sequence[Sequence[int]], n: int) -> np.ndarray:
-        out = np.empty((len(seeds), n), np.int64)
-        for row, seed in enumerate(seeds):
-            scores = self.scores(seed)
-            scores[list(seed)] = 0.0
-            scores[:NUM_SPECIAL] = 0.0
-            best = _top(scores, n)
-            best = best[scores[best] > 0]
-            out[row] = self.popularity._fill(best, set(seed), n)
-        return out
 
-
-class PlaylistKNN:
+class PlaylistKNN(_Scored):
     def __init__(self, matrix: sp.csr_matrix, neighbours: int = 100) -> None:
         self.matrix = matrix.tocsr()
         self.transposed = matrix.T.tocsr()
@@ -120,14 +131,3 @@ class PlaylistKNN:
         nearest = nearest[similarity[nearest] > 0]
         votes = self.matrix[nearest].T @ similarity[nearest]
         return np.asarray(votes).ravel()
-
-    def recommend(self, seeds: Sequence[Sequence[int]], n: int) -> np.ndarray:
-        out = np.empty((len(seeds), n), np.int64)
-        for row, seed in enumerate(seeds):
-            scores = self.scores(seed)
-            scores[list(seed)] = 0.0
-            scores[:NUM_SPECIAL] = 0.0
-            best = _top(scores, n)
-            best = best[scores[best] > 0]
-            out[row] = self.popularity._fill(best, set(seed), n)
-        return out
