@@ -56,12 +56,13 @@ def main() -> None:
         padding = -np.arange(1, NUM_ROWS - len(vocab) + 1)
         track_ids = np.concatenate([vocab.track_ids, padding])
         contender = ev.Contender("model", recommender.recommend, vocab.token_of(), track_ids)
+        artist_of = ev.artists(db)
         rows = []
         for name in ("model", *ev.BASELINES):
             start = time.perf_counter()
             if name != "model":
                 contender = ev.load_recommender(name, db)
-            ev.run(contender, cases, db, 500)
+            ev.run(contender, cases, artist_of, 500)
             seconds = time.perf_counter() - start
             rows.append((name, seconds))
             print(f"{name}: {seconds:.0f} s", flush=True)

@@ -333,17 +333,8 @@ def train_command(
         shard_table=shard_table,
     )
 
-    with Progress(
-        TextColumn("training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as progress:
-        task = progress.add_task("train", total=settings.num_steps, detail="")
+    with _progress() as progress:
+        task = progress.add_task("training", total=settings.num_steps, detail="")
 
         def on_log(record: dict) -> None:
             detail = f"loss {record['loss']:.3f}" if record["loss"] is not None else "loss nan"
@@ -441,10 +432,11 @@ def evaluate_command(
     categories = ev.parse_categories(seeds)
     cases = ev.make_cases(db, split, categories, num_playlists, seed)
     names = [model] + ([b for b in ev.BASELINES if b != model] if plot else [])
+    artist_of = ev.artists(db)
     results = {}
     for name in names:
         contender = ev.load_recommender(name, db)
-        results[contender.name] = ev.run(contender, cases, db, n)
+        results[contender.name] = ev.run(contender, cases, artist_of, n)
     main_name = next(iter(results))
     if save_recommendations is not None:
         ev.save_recommendations(save_recommendations, cases, results[main_name], db)

@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -182,24 +183,37 @@ class Contender:
     track_ids: np.ndarray
 
 
-def load_recommender(model: str, db: Path) -> Contender:
-    """A baseline by name (fitted on the database's train split) or a run directory."""
-    from trecs.baselines import Cooccurrence, PlaylistKNN, Popularity, playlist_matrix
+@lru_cache(maxsize=2)
+def _train_vocabulary(db: Path):
     from trecs.vocab import build_vocabulary
 
+    return build_vocabulary(db)
+
+
+@lru_cache(maxsize=2)
+def _train_matrix(db: Path):
+    """Training playlists x tokens, read once per database however many baselines use it."""
+    from trecs.baselines import playlist_matrix
+    from trecs.data import PlaylistSource
+
+    vocab = _train_vocabulary(db)
+    token_of = vocab.token_of()
+    source = PlaylistSource(db, "train")
+    return playlist_matrix([token_of[source[i]] for i in range(len(source))], len(vocab))
+
+
+def load_recommender(model: str, db: Path) -> Contender:
+    """A baseline by name (fitted on the database's train split) or a run directory."""
+    from trecs.baselines import Cooccurrence, PlaylistKNN, Popularity
+
     if model in BASELINES:
-        vocab = build_vocabulary(db)
-        token_of = vocab.token_of()
+        vocab = _train_vocabulary(db)
         if model == "popularity":
             recommend = Popularity(vocab.counts).recommend
         else:
-            from trecs.data import PlaylistSource
-
-            source = PlaylistSource(db, "train")
-            matrix = playlist_matrix([token_of[source[i]] for i in range(len(source))], len(vocab))
             baseline = Cooccurrence if model == "cooccurrence" else PlaylistKNN
-            recommend = baseline(matrix).recommend
-        return Contender(model, recommend, token_of, vocab.track_ids)
+            recommend = baseline(_train_matrix(db)).recommend
+        return Contender(model, recommend, vocab.token_of(), vocab.track_ids)
     path = Path(model)
     if not path.is_dir():
         raise UserError(f"{model}: neither a run directory nor one of {', '.join(BASELINES)}")
@@ -213,9 +227,9 @@ def load_recommender(model: str, db: Path) -> Contender:
     )
 
 
-def run(recommender: Contender, cases: Sequence[Case], db: Path, n: int) -> Result:
+def run(recommender: Contender, cases: Sequence[Case], artist_of: dict[int, int], n: int) -> Result:
     return evaluate(
-        cases, recommender.recommend, recommender.token_of, recommender.track_ids, artists(db), n
+        cases, recommender.recommend, recommender.token_of, recommender.track_ids, artist_of, n
     )
 
 
