@@ -58,6 +58,11 @@ def main() -> None:
     print(
         f"per track: scoring every track {score_ms:.1f} ms, cached transformer step {step_ms:.2f} ms"
     )
+    table_gb = generator.table.nbytes / 1e9
+    print(
+        f"scoring reads the {table_gb:.2f} GB table each track ({table_gb / score_ms * 1000:.0f} GB/s):"
+        f" 50 tracks cannot take less than {50 * score_ms / 1000:.2f} s at this memory speed"
+    )
     print(f"target < 0.5 s: {'met' if median < 0.5 else 'NOT met'}")
 
 
