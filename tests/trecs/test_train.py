@@ -206,6 +206,23 @@ def test_windows_shape_and_pad_playlists():
     assert noisy["targets"].tolist() == [UNK, UNK, UNK, EOP]
 
 
+def test_windows_subsample_keeps_order_and_varies():
+    token_of = np.arange(2, 102, dtype=np.int32)  # track id i -> token i + 2
+    windows = Windows(token_of, context=200, unk_proba=0.0, subsample_proba=1.0)
+    rng = np.random.default_rng(0)
+    lengths = set()
+    for _ in range(20):
+        inputs = windows.random_map(np.arange(1, 100), rng)["inputs"]
+        tracks = inputs[(inputs != START) & (inputs != EOP)]
+        assert len(tracks) >= 1 and np.all(np.diff(tracks) > 0)  # a subset, in order
+        assert set(tracks.tolist()) <= set(range(3, 102))
+        lengths.add(len(tracks))
+    assert min(lengths) < 60 and max(lengths) > 80  # keep rates vary between playlists
+    whole = Windows(token_of, context=200, unk_proba=0.0, subsample_proba=0.0)
+    inputs = whole.random_map(np.arange(1, 100), rng)["inputs"]
+    assert len(inputs[(inputs != START) & (inputs != EOP)]) == 99
+
+
 def test_grain_workers_give_the_same_batches(db):
     vocab = build_vocabulary(db)
     source = PlaylistSource(db, "train")

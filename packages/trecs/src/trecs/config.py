@@ -74,6 +74,9 @@ class TrainConfig(BaseModel):
     num_steps: int = Field(20_000, ge=1)
     seed: int = Field(0, ge=0)
     unk_proba: float = Field(0.01, ge=0, le=1)
+    # Probability that a training playlist is replaced by an ordered random subset of its
+    # tracks: seeds in the challenge's random:N categories are such subsets, not prefixes.
+    subsample_proba: float = Field(0.0, ge=0, le=1)
     log_every: int = Field(50, ge=1)
     eval_every: int = Field(500, ge=1)
     eval_batches: int = Field(10, ge=1)
@@ -98,6 +101,7 @@ class TrainConfig(BaseModel):
                 "batch_size",
                 "seed",
                 "unk_proba",
+                "subsample_proba",
                 "shard_table",
             },
         )

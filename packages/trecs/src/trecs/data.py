@@ -80,14 +80,25 @@ class PlaylistSource:
 
 class Windows(grain.transforms.RandomMap):
     """Track ids -> {"inputs", "targets"}: tokens [<start>, t1..tn, <eop>...], a random
-    window of context + 1 of them when the playlist is longer, shifted by one."""
+    window of context + 1 of them when the playlist is longer, shifted by one.
 
-    def __init__(self, token_of: np.ndarray, context: int, unk_proba: float) -> None:
+    With probability `subsample_proba` the playlist first becomes an ordered random subset
+    of itself (each track kept at a rate drawn from 0.25..1), so that the model also learns
+    to continue gapped seed lists."""
+
+    def __init__(
+        self, token_of: np.ndarray, context: int, unk_proba: float, subsample_proba: float = 0.0
+    ) -> None:
         self.token_of = token_of
         self.context = context
         self.unk_proba = unk_proba
+        self.subsample_proba = subsample_proba
 
     def random_map(self, track_ids: np.ndarray, rng: np.random.Generator) -> dict:
+        if self.subsample_proba > 0 and rng.random() < self.subsample_proba:
+            keep = rng.random(len(track_ids)) < rng.uniform(0.25, 1.0)
+            keep[rng.integers(len(track_ids))] = True  # never empty
+            track_ids = track_ids[keep]
         known = track_ids < len(self.token_of)
         tokens = np.where(known, self.token_of[np.where(known, track_ids, 0)], UNK)
         if self.unk_proba > 0:
