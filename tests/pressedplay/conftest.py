@@ -26,3 +26,29 @@ def cli(capsys) -> Callable[..., Result]:
         return Result(code, captured.out, captured.err)
 
     return invoke
+
+
+def _load_fake_spotify():
+    """tests/pressedplay/fake_spotify.py as module `fake_spotify`, importable by test files
+    (the importlib import mode puts no test folder on sys.path)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "fake_spotify", Path(__file__).with_name("fake_spotify.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fake_spotify"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_fake_spotify = _load_fake_spotify()
+
+
+@pytest.fixture
+def fake_spotify():
+    """A local fake Spotify Web API on 127.0.0.1 with five playlists of user "alice"."""
+    with _fake_spotify.build() as fake:
+        yield fake

@@ -11,8 +11,11 @@ CREATE TABLE covers (
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     image BLOB NOT NULL,           -- the original encoded bytes (JPEG/PNG/...)
-    split TEXT CHECK (split IN ('train', 'valid', 'test'))  -- set when the build finishes
+    split TEXT CHECK (split IN ('train', 'valid', 'test'))  -- a seeded hash of sha256
 );
+-- Reading `split` from the table walks past the image blob; the index answers split
+-- queries (info, feature statistics, the loader) without touching the images.
+CREATE INDEX covers_split ON covers(split);
 
 CREATE TABLE tracks (
     id TEXT PRIMARY KEY,

@@ -1,0 +1,223 @@
+"""The folder source: cover images on disk, labelled by a CSV, into a cover dataset.
+
+LABELS.csv has a header with `image` (a path relative to DIR) and either the eight
+feature columns by name (one row per image-track pair; `track_id`, `name`, `artist`
+optional) or `track_id` alone (features come from the catalog). Decoding is the slow
+part, so images are read and validated in a process pool while this process writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import multiprocessing
+import os
+import posixpath
+import signal
+import sys
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
+from pathlib import Path
+
+from pressedplay import images
+from pressedplay.dataset import DatasetWriter, TrackFeatures
+from pressedplay.errors import UserError
+from pressedplay.features import NAMES
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+_CHUNK = 32  # images per task sent to a worker: amortises the pickling round trip
+# Below this many images a pool costs more to start than it saves.
+_POOL_FROM = 200
+
+Labels = dict[str, list[TrackFeatures]]
+
+
+def build_from_folder(
+    out: Path,
+    folder: Path,
+    labels_csv: Path,
+    *,
+    catalog: str | Path | None = None,
+    force: bool = False,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Build OUT from the images in `folder` labelled by `labels_csv`; returns info(OUT)."""
+    folder, labels_csv = Path(folder), Path(labels_csv)
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder")
+    if not labels_csv.is_file():
+        raise UserError(f"{labels_csv}: no such labels file")
+    labels, skipped = read_labels(labels_csv, catalog)
+    present = {image: tracks for image, tracks in labels.items() if (folder / image).is_file()}
+    skipped["label without image"] += sum(
+        len(tracks) for image, tracks in labels.items() if image not in present
+    )
+    skipped["image without labels"] += sum(1 for image in _images_in(folder) if image not in labels)
+    source = f"folder:{folder.resolve()} labels:{labels_csv.resolve()}"
+    with DatasetWriter(out, source=source, force=force, seed=seed) as writer:
+        for reason, n in sorted(skipped.items()):
+            writer.skip(reason, n, key=f"labels:{reason}")
+        todo = [image for image in present if not writer.is_done(f"file:{image}")]
+        if progress is not None and len(todo) < len(present):
+            progress(len(present) - len(todo))
+        for image, data, size, reason in _load_all(folder, todo, workers):
+            key = f"file:{image}"
+            if reason is None:
+                writer.add_cover(data, image, present[image], key, size=size)
+            else:
+                writer.skip(reason, key=key)
+            if progress is not None:
+                progress(1)
+        return writer.finish()
+
+
+def read_labels(labels_csv: Path, catalog: str | Path | None = None) -> tuple[Labels, Counter]:
+    """Tracks per image path (normalised, relative), and rows left out per reason."""
+    try:
+        with open(labels_csv, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, strict=True)
+            try:
+                header = [column.strip() for column in next(reader, [])]
+                rows = [(reader.line_num, row) for row in reader if row]
+            except csv.Error as exc:
+                raise UserError(f"{labels_csv}: line {reader.line_num}: {exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{labels_csv} is not UTF-8 text") from None
+    expected = "`image` and either `track_id` or the eight feature columns " + ", ".join(NAMES)
+    if "image" not in header:
+        raise UserError(f"{labels_csv}: the header has no `image` column; expected {expected}")
+    has_features = all(name in header for name in NAMES)
+    if not has_features and "track_id" not in header:
+        missing = ", ".join(name for name in NAMES if name not in header)
+        raise UserError(f"{labels_csv}: no `track_id` column and missing {missing}")
+    column = {name: i for i, name in enumerate(header)}
+    labels: Labels = {}
+    wanted: list[tuple[str, str]] = []  # (image, track id) to look up in the catalog
+    for line, row in rows:
+        if len(row) != len(header):
+            raise UserError(
+                f"{labels_csv}: line {line} has {len(row)} fields, the header has {len(header)}"
+            )
+        image = _relative(row[column["image"]], labels_csv, line)
+        track_id = row[column["track_id"]].strip() if "track_id" in column else ""
+        if has_features:
+            tracks = labels.setdefault(image, [])
+            tracks.append(
+                TrackFeatures(
+                    track_id or f"{image}#{len(tracks)}",
+                    row[column["name"]] if "name" in column else None,
+                    row[column["artist"]] if "artist" in column else None,
+                    tuple(_number(row[column[name]], name, labels_csv, line) for name in NAMES),
+                )
+            )
+        elif not track_id:
+            raise UserError(f"{labels_csv}: line {line} has an empty track_id")
+        else:
+            wanted.append((image, track_id))
+    skipped: Counter = Counter()
+    if wanted:
+        from pressedplay.catalog import Catalog, resolve_catalog
+
+        with Catalog(resolve_catalog(catalog)) as source:
+            found = source.lookup({track_id for _, track_id in wanted})
+        for image, track_id in wanted:
+            track = found.get(track_id)
+            tracks = labels.setdefault(image, [])
+            if track is None:
+                skipped["track not in catalog"] += 1
+            else:
+                tracks.append(TrackFeatures(track.id, track.name, track.artist, track.features))
+    return labels, skipped
+
+
+def _relative(text: str, labels_csv: Path, line: int) -> str:
+    """A label's image path, normalised; paths that leave DIR are refused."""
+    path = posixpath.normpath(text.strip().replace("\\", "/"))
+    if not text.strip():
+        raise UserError(f"{labels_csv}: line {line} has an empty image path")
+    if posixpath.isabs(path) or path == ".." or path.startswith("../") or ":" in path[:2]:
+        raise UserError(f"{labels_csv}: line {line}: image {text!r} is not a path inside DIR")
+    return path
+
+
+def _number(text: str, name: str, labels_csv: Path, line: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise UserError(f"{labels_csv}: line {line}: {name} {text!r} is not a number")
+    return value
+
+
+def _images_in(folder: Path) -> Iterator[str]:
+    """Relative paths of the image files under `folder`, hidden ones left out."""
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                yield Path(root, name).relative_to(folder).as_posix()
+
+
+Loaded = tuple[str, bytes, tuple[int, int] | None, str | None]  # image, bytes, size, reason
+
+
+def _load(folder: Path, image: str) -> Loaded:
+    """Read and fully decode one image: its bytes and size, or why it is skipped."""
+    try:
+        data = (folder / image).read_bytes()
+    except OSError:
+        return image, b"", None, "unreadable file"
+    try:
+        return image, data, images.size(data), None
+    except images.ImageError as exc:
+        return image, b"", None, exc.reason
+
+
+def _load_chunk(folder: Path, chunk: list[str]) -> list[Loaded]:
+    return [_load(folder, image) for image in chunk]
+
+
+def _load_all(folder: Path, todo: list[str], workers: int | None) -> Iterator[Loaded]:
+    """The images in order, decoded by a pool of processes when there are enough of them."""
+    workers = workers or _cores()
+    if workers < 2 or len(todo) < _POOL_FROM:
+        for image in todo:
+            yield _load(folder, image)
+        return
+    # fork is cheap and the workers only run Pillow; a process that loaded torch has
+    # threads that fork must not copy, so it spawns instead.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    if "torch" in sys.modules:
+        method = "spawn"
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context(method), initializer=_ignore_sigint
+    )
+    try:
+        chunks = (todo[i : i + _CHUNK] for i in range(0, len(todo), _CHUNK))
+        # A bounded window of chunks in flight: memory stays flat however big the folder.
+        queue = deque(pool.submit(_load_chunk, folder, c) for c in islice(chunks, 4 * workers))
+        while queue:
+            loaded = queue.popleft().result()
+            following = next(chunks, None)
+            if following is not None:
+                queue.append(pool.submit(_load_chunk, folder, following))
+            yield from loaded
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _cores() -> int:
+    """The cores this process may run on (fewer than the machine's in a container)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _ignore_sigint() -> None:
+    """Ctrl-C is the parent's to handle; workers just stop when it shuts the pool down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,88 @@
+"""Decode untrusted cover images into plain 8-bit RGB, or refuse them with a short reason.
+
+Covers come from Spotify's CDN and from users' folders: truncated downloads, HTML saved
+as .jpg, CMYK scans, 16-bit PNGs, animated GIFs and phone photos that are only upright
+through their EXIF tag all occur. Every image the dataset keeps must decode the same way
+in the training loader later, so validation is a full decode, not a header sniff.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pressedplay.errors import UserError
+
+# About 6,300 x 6,300: far above any cover art, far below what exhausts memory
+# (a decoded RGBA image of this size is 160 MB).
+MAX_PIXELS = 40_000_000
+MAX_BYTES = 20 * 1024 * 1024
+
+_WHITE = (255, 255, 255)
+
+
+class ImageError(UserError):
+    """An image that cannot be used; `reason` is short and stable, for counting skips."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def decode(data: bytes) -> Image.Image:
+    """The image fully decoded, upright, first frame only, as 8-bit RGB; else ImageError."""
+    if not data:
+        raise ImageError("empty file")
+    if len(data) > MAX_BYTES:
+        raise ImageError("too large file", f"{len(data):,} bytes, limit {MAX_BYTES:,}")
+    with warnings.catch_warnings():
+        # Pillow only warns between its own limit and twice it; we refuse instead.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError("too many pixels", str(exc)) from None
+        except UnidentifiedImageError:
+            raise ImageError("not an image") from None
+        except Exception as exc:  # a broken header may raise anything
+            raise ImageError("corrupt image", str(exc)) from None
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise ImageError("corrupt image", f"size {width}x{height}")
+        if width * height > MAX_PIXELS:
+            raise ImageError("too many pixels", f"{width}x{height}, limit {MAX_PIXELS:,}")
+        try:
+            image.load()  # the first frame of an animation; truncation shows up here
+            ImageOps.exif_transpose(image, in_place=True)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError("too many pixels", str(exc)) from None
+        except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError...
+            raise ImageError("corrupt image", str(exc)) from None
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB; transparency is composited over white, as cover art is shown on a page."""
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit greyscale: scale 0..65535 to 0..255 (convert("L") would clip instead).
+        values = np.asarray(image.convert("I"), dtype=np.int64)
+        grey = ((np.clip(values, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if image.mode == "F":
+        grey = np.clip(np.asarray(image, dtype=np.float64), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def size(data: bytes) -> tuple[int, int]:
+    """(width, height) after a full validating decode; for workers that only check."""
+    return decode(data).size
