@@ -6,7 +6,7 @@ PYTHON := $(UV) run python
 MPD_ZIP := data/spotify_million_playlist_dataset.zip
 DEMO := data/demo
 
-.PHONY: demo test lint bench-build-db bench-train bench-losses bench-generate bench-evaluate clean-demo
+.PHONY: demo test lint bench-build-db bench-train bench-losses bench-generate bench-evaluate bench-dataset clean-demo
 
 ## demo: the main job end to end on built-in synthetic data, no network
 # The first track of demo playlist 0 (synth-mpd --seed 0; tests/trecs/test_synth.py pins it).
@@ -68,3 +68,7 @@ bench-generate:
 
 bench-evaluate:
 	$(PYTHON) benchmarks/evaluate.py
+
+# pressedplay: build-db from 5,000 local covers (covers/s) and the input pipeline (images/s)
+bench-dataset:
+	$(PYTHON) benchmarks/dataset.py

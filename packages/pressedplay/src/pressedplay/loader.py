@@ -1,0 +1,223 @@
+"""The training input pipeline: (cover image, standardised features) pairs from a dataset.
+
+One cover has many tracks, so each (cover, track) pair is one example: the same image
+with each of its targets, as the original trained. Images are decoded straight at
+reduced size, squashed to size x size, then distorted (fresh each epoch) and normalised.
+Each example's distortions are drawn from a generator seeded by (seed, epoch, index), so
+an epoch is reproducible whatever the number of workers, batch size or resume point.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+
+from pressedplay import images
+from pressedplay.augment import distortions, normalise, to_tensor
+from pressedplay.dataset import connect_readonly
+from pressedplay.errors import UserError
+from pressedplay.features import NAMES
+
+SPLITS = ("train", "valid", "test")
+
+
+def load_image(data: bytes, size: int = 128) -> Image.Image:
+    """Encoded image bytes -> RGB image of size x size.
+
+    JPEGs are decoded in draft mode (the decoder's DCT scaling, straight to the smallest
+    scale still >= size), which is most of the pipeline's speed; other formats take the
+    full validating decode. The image is squashed to size x size before any distortion,
+    so the distortions work on small tensors.
+    """
+    image = Image.open(io.BytesIO(data))
+    if image.format == "JPEG":
+        image.draft("RGB", (size, size))
+        image = images.to_rgb(ImageOps.exif_transpose(image))
+    else:
+        image = images.decode(data)
+    return image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+_MASK = (1 << 64) - 1
+
+
+def _seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from small integers (splitmix64), cheap per example."""
+    state = 0
+    for part in parts:
+        state = (state + part + 0x9E3779B97F4A7C15) & _MASK
+        state = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        state = ((state ^ (state >> 27)) * 0x94D049BB133111EB) & _MASK
+        state ^= state >> 31
+    return state >> 1
+
+
+class CoverPairs(Dataset):
+    """The (cover, track) pairs of one split: (image, target, cover_id) per example.
+
+    image: float32 (3, size, size), normalised with augment.MEAN/STD (or, with
+    normalise=False, the uint8 image, for loaders that normalise whole batches); target:
+    float32 (8,), the track's features in NAMES order standardised with the dataset's
+    feature_stats. Indexed by int (epoch 0) or by (epoch, index) from EpochSampler.
+    The sqlite connection opens lazily in each process that reads, so the dataset can
+    be handed to DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        db: Path,
+        split: str,
+        *,
+        size: int = 128,
+        augment: bool = True,
+        seed: int = 0,
+        normalise: bool = True,
+    ) -> None:
+        if split not in SPLITS:
+            raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+        self.db = Path(db)
+        self.size = size
+        self.augment = augment
+        self.seed = seed
+        with closing(connect_readonly(self.db)) as conn:
+            self.mean, self.std = _feature_stats(conn, self.db)
+            columns = ", ".join(f"t.{name}" for name in NAMES)
+            rows = conn.execute(
+                f"SELECT p.cover_id, {columns} FROM pairs p "
+                "JOIN covers c ON c.id = p.cover_id JOIN tracks t ON t.id = p.track_id "
+                "WHERE c.split = ? ORDER BY p.cover_id, p.track_id",
+                (split,),
+            ).fetchall()
+        self.cover_ids = np.array([row[0] for row in rows], dtype=np.int64)
+        features = np.array([row[1:] for row in rows], dtype=np.float64).reshape(-1, len(NAMES))
+        self.targets = ((features - self.mean) / self.std).astype(np.float32)
+        self.transform = distortions() if augment else to_tensor()
+        self.normalised = normalise
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return len(self.cover_ids)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        cover_id = int(self.cover_ids[index])
+        image = load_image(self._image(cover_id), self.size)
+        if self.augment:
+            # v2 transforms draw from torch's global CPU generator. torch.manual_seed
+            # would also queue seeds for every accelerator (slow, per example), so only
+            # the CPU generator is seeded; in the caller's own process it is put back.
+            generator = torch.default_generator
+            saved = generator.get_state() if get_worker_info() is None else None
+            generator.manual_seed(_seed(self.seed, epoch, index))
+            try:
+                image = self.transform(image)
+            finally:
+                if saved is not None:
+                    generator.set_state(saved)
+        else:
+            image = self.transform(image)
+        if self.normalised:
+            image = normalise(image)
+        return image, torch.from_numpy(self.targets[index]), cover_id
+
+    def _image(self, cover_id: int) -> bytes:
+        if self._pid != os.getpid():  # first read in this process (a fresh worker)
+            self._conn = connect_readonly(self.db)
+            self._pid = os.getpid()
+        row = self._conn.execute("SELECT image FROM covers WHERE id = ?", (cover_id,)).fetchone()
+        return row[0]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_conn": None, "_pid": -1}
+
+
+class EpochSampler(Sampler):
+    """Yields (epoch, index) keys; each pass over it is the next epoch.
+
+    The order (when shuffled) and CoverPairs' distortions are both drawn from
+    (seed, epoch), so epoch e is the same in every run; `set_epoch` jumps to an epoch,
+    e.g. when resuming training.
+    """
+
+    def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True) -> None:
+        self.n = n
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        self.epoch += 1
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(_seed(self.seed, epoch))
+            order = torch.randperm(self.n, generator=generator).tolist()
+        else:
+            order = range(self.n)
+        return ((epoch, index) for index in order)
+
+
+class CoverLoader(DataLoader):
+    """A DataLoader whose workers send uint8 batches, normalised here on arrival.
+
+    A float32 image is four times the bytes of a uint8 one: normalising whole batches
+    after the hand-over from the workers is cheaper than sending floats through shared
+    memory, and no randomness is involved, so nothing per image is lost.
+    """
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for batch, targets, cover_ids in super().__iter__():
+            yield normalise(batch), targets, cover_ids
+
+
+def make_loader(
+    db: Path,
+    split: str,
+    *,
+    batch_size: int = 64,
+    workers: int = 2,
+    augment: bool = True,
+    seed: int = 0,
+    shuffle: bool = True,
+    size: int = 128,
+) -> CoverLoader:
+    """Batches of (images, targets, cover_ids), as CoverPairs; each iteration is an epoch.
+
+    `loader.sampler.set_epoch(e)` picks the epoch the next iteration yields.
+    """
+    pairs = CoverPairs(db, split, size=size, augment=augment, seed=seed, normalise=False)
+    return CoverLoader(
+        pairs,
+        batch_size=batch_size,
+        sampler=EpochSampler(len(pairs), seed=seed, shuffle=shuffle),
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
+
+
+def _feature_stats(conn: sqlite3.Connection, db: Path) -> tuple[np.ndarray, np.ndarray]:
+    stats = {
+        name: (mean, std)
+        for name, mean, std in conn.execute("SELECT feature, mean, std FROM feature_stats")
+    }
+    missing = [name for name in NAMES if name not in stats]
+    if missing:
+        raise UserError(f"{db} has no feature statistics for {', '.join(missing)}.")
+    mean = np.array([stats[name][0] for name in NAMES])
+    std = np.array([stats[name][1] for name in NAMES])
+    return mean, std
