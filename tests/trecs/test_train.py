@@ -233,3 +233,13 @@ def test_grain_workers_give_the_same_batches(db):
         batches[workers] = [next(iterator)["inputs"] for _ in range(3)]
     for a, b in zip(batches[0], batches[1], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_readme_quality_config_loads():
+    """The README's reproduce command trains from configs/trecs-q50k.toml."""
+    from trecs.config import TrainConfig, load_toml
+
+    path = Path(__file__).parents[2] / "configs" / "trecs-q50k.toml"
+    config = load_toml(path, TrainConfig)
+    assert (config.model.num_layers, config.batch_size, config.subsample_proba) == (2, 32, 0.5)
+    assert config.loss.negatives() == 4096
