@@ -1,6 +1,7 @@
 # Run through uv so that `make X` and `uv run make X` both work on a fresh clone.
 UV ?= uv
 TRECS ?= $(UV) run trecs
+PRESSEDPLAY ?= $(UV) run pressedplay
 PYTHON := $(UV) run python
 
 MPD_ZIP := data/spotify_million_playlist_dataset.zip
@@ -12,7 +13,8 @@ DEMO := data/demo
 # The first track of demo playlist 0 (synth-mpd --seed 0; tests/trecs/test_synth.py pins it).
 DEMO_SEED := spotify:track:wbGPjlbQnpRN7kgRKilgYf
 
-demo: $(DEMO)/run/config.json
+demo: $(DEMO)/run/config.json $(DEMO)/covers.db
+	$(PRESSEDPLAY) info $(DEMO)/covers.db
 	$(TRECS) info $(DEMO)/mpd.db
 	$(TRECS) evaluate $(DEMO)/run --db $(DEMO)/mpd.db --num-playlists 700 --plot $(DEMO)/evaluation.png
 	$(TRECS) generate $(DEMO)/run --track $(DEMO_SEED) --length 10
@@ -29,6 +31,10 @@ $(DEMO)/mpd.db: $(DEMO)/mpd/md5sums
 $(DEMO)/run/config.json: $(DEMO)/mpd.db
 	rm -rf $(DEMO)/run
 	$(TRECS) train $(DEMO)/run --db $(DEMO)/mpd.db --num-steps 600
+
+# pressedplay: 500 synthetic covers and their catalog, kept inside data/demo.
+$(DEMO)/covers.db:
+	PRESSEDPLAY_HOME=$(DEMO)/pressedplay $(PRESSEDPLAY) synth-covers $@ --covers 500 --force
 
 clean-demo:
 	rm -rf $(DEMO)
