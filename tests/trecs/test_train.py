@@ -243,3 +243,22 @@ def test_readme_quality_config_loads():
     config = load_toml(path, TrainConfig)
     assert (config.model.num_layers, config.batch_size, config.subsample_proba) == (2, 32, 0.5)
     assert config.loss.negatives() == 4096
+
+
+def test_windows_future_targets_come_from_later_in_the_playlist():
+    token_of = np.arange(2, 102, dtype=np.int32)  # track id i -> token i + 2
+    windows = Windows(token_of, context=8, unk_proba=0.0, future_target_proba=1.0)
+    rng = np.random.default_rng(0)
+    swapped = 0
+    for _ in range(50):
+        example = windows.random_map(np.arange(1, 21), rng)  # tokens 3..22, then <eop>
+        inputs, targets = example["inputs"], example["targets"]
+        for t in range(len(inputs) - 1):
+            if inputs[t + 1] == EOP:  # the next item is <eop>: it stays the target
+                assert targets[t] == EOP
+            else:
+                assert targets[t] > inputs[t] and targets[t] != EOP  # a later track
+                swapped += targets[t] != inputs[t + 1]
+    assert swapped > 100  # most targets moved beyond the next track
+    short = windows.random_map(np.array([1, 2]), rng)  # padding keeps <eop> targets
+    assert short["targets"].tolist()[1:] == [4] + [EOP] * 6

@@ -77,6 +77,9 @@ class TrainConfig(BaseModel):
     # Probability that a training playlist is replaced by an ordered random subset of its
     # tracks: seeds in the challenge's random:N categories are such subsets, not prefixes.
     subsample_proba: float = Field(0.0, ge=0, le=1)
+    # Probability that a position's target is a random later track of the playlist rather
+    # than the next one: playlist continuation is scored on all the remaining tracks.
+    future_target_proba: float = Field(0.0, ge=0, le=1)
     log_every: int = Field(50, ge=1)
     eval_every: int = Field(500, ge=1)
     eval_batches: int = Field(10, ge=1)
@@ -102,6 +105,7 @@ class TrainConfig(BaseModel):
                 "seed",
                 "unk_proba",
                 "subsample_proba",
+                "future_target_proba",
                 "shard_table",
             },
         )

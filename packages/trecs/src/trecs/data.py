@@ -84,15 +84,23 @@ class Windows(grain.transforms.RandomMap):
 
     With probability `subsample_proba` the playlist first becomes an ordered random subset
     of itself (each track kept at a rate drawn from 0.25..1), so that the model also learns
-    to continue gapped seed lists."""
+    to continue gapped seed lists. With probability `future_target_proba` a position's
+    target is a uniformly drawn later track instead of the next one (never <eop> where a
+    track was due), which spreads the model's mass over the whole rest of the playlist."""
 
     def __init__(
-        self, token_of: np.ndarray, context: int, unk_proba: float, subsample_proba: float = 0.0
+        self,
+        token_of: np.ndarray,
+        context: int,
+        unk_proba: float,
+        subsample_proba: float = 0.0,
+        future_target_proba: float = 0.0,
     ) -> None:
         self.token_of = token_of
         self.context = context
         self.unk_proba = unk_proba
         self.subsample_proba = subsample_proba
+        self.future_target_proba = future_target_proba
 
     def random_map(self, track_ids: np.ndarray, rng: np.random.Generator) -> dict:
         if self.subsample_proba > 0 and rng.random() < self.subsample_proba:
@@ -103,14 +111,25 @@ class Windows(grain.transforms.RandomMap):
         tokens = np.where(known, self.token_of[np.where(known, track_ids, 0)], UNK)
         if self.unk_proba > 0:
             tokens = np.where(rng.random(len(tokens)) < self.unk_proba, UNK, tokens)
-        sequence = np.concatenate([[START], tokens, [EOP]]).astype(np.int32)
+        full = np.concatenate([[START], tokens, [EOP]]).astype(np.int32)
         width = self.context + 1
-        if len(sequence) > width:
-            start = int(rng.integers(0, len(sequence) - width + 1))
-            sequence = sequence[start : start + width]
+        start = 0
+        if len(full) > width:
+            start = int(rng.integers(0, len(full) - width + 1))
+            sequence = full[start : start + width]
         else:
-            sequence = np.pad(sequence, (0, width - len(sequence)), constant_values=EOP)
-        return {"inputs": sequence[:-1], "targets": sequence[1:]}
+            sequence = np.pad(full, (0, width - len(full)), constant_values=EOP)
+        inputs, targets = sequence[:-1], sequence[1:].copy()
+        if self.future_target_proba > 0:
+            # Position t (full index start + t) may take any track in full[start + t + 1 :
+            # len(full) - 1], the final <eop> excluded; positions whose target is <eop> keep it.
+            last = len(full) - 1  # index of the final <eop>
+            position = start + np.arange(len(targets))
+            first = position + 1
+            swap = (rng.random(len(targets)) < self.future_target_proba) & (first < last)
+            drawn = first + np.floor(rng.random(len(targets)) * np.maximum(last - first, 1))
+            targets[swap] = full[drawn.astype(np.int64)[swap]]
+        return {"inputs": inputs, "targets": targets}
 
 
 def loader(

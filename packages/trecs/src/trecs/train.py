@@ -110,7 +110,13 @@ def train(
     iterator = iter(
         loader(
             train_source,
-            Windows(token_of, config.model.context, config.unk_proba, config.subsample_proba),
+            Windows(
+                token_of,
+                config.model.context,
+                config.unk_proba,
+                config.subsample_proba,
+                config.future_target_proba,
+            ),
             parallel.local_batch_size,
             config.seed,
             config.data_workers,
