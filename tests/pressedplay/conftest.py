@@ -52,3 +52,14 @@ def fake_spotify():
     """A local fake Spotify Web API on 127.0.0.1 with five playlists of user "alice"."""
     with _fake_spotify.build() as fake:
         yield fake
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small tensors: intra-op threads only add scheduling noise on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

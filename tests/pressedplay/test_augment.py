@@ -16,14 +16,7 @@ from pressedplay import augment, images
 from pressedplay.errors import UserError
 from pressedplay.synth_covers import synth_covers
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: intra-op threads only add scheduling noise on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

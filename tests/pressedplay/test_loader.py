@@ -17,14 +17,7 @@ from pressedplay.features import NAMES
 from pressedplay.loader import CoverPairs, EpochSampler, load_image, make_loader
 from pressedplay.synth_covers import synth_covers
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: intra-op threads only add scheduling noise on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +170,30 @@ def test_load_image_handles_exif_rotation_alpha_and_greyscale():
     assert np.asarray(load_image(buffer.getvalue(), 8)).min() == 255  # over white
     grey = np.asarray(load_image(_jpeg(Image.new("L", (40, 40), 100)), 8), dtype=int)
     assert grey.shape == (8, 8, 3) and np.abs(grey - 100).max() <= 2
+
+
+def test_the_cover_cache_changes_no_example_and_stays_bounded(db, monkeypatch):
+    uncached = make_loader(db, "train", batch_size=8, workers=0, seed=5, cache_mb=0)
+    expected = [_batches(uncached), _batches(uncached)]
+    for cache_mb in (100, 0.1):  # every cover fits; two covers fit (evicting)
+        for workers in (0, 2):
+            cached = make_loader(
+                db, "train", batch_size=8, workers=workers, seed=5, cache_mb=cache_mb
+            )
+            assert _same(_batches(cached), expected[0])
+            assert _same(_batches(cached), expected[1])
+    # Undistorted, a cached cover is exactly the decoded one, and each is decoded once.
+    decoded = []
+    monkeypatch.setattr(
+        "pressedplay.loader.load_image",
+        lambda data, size: decoded.append(data) or load_image(data, size),
+    )
+    plain = CoverPairs(db, "train", augment=False)
+    first = [plain[i][0] for i in range(len(plain))]
+    assert len(decoded) == len(set(plain.cover_ids.tolist())) < len(plain)
+    assert all(torch.equal(plain[i][0], first[i]) for i in range(len(plain)))
+    assert len(decoded) == len(set(plain.cover_ids.tolist()))
+    small = CoverPairs(db, "train", augment=False, cache_mb=0.1)
+    for i in range(len(small)):
+        assert torch.equal(small[i][0], first[i])
+        assert len(small._cache) <= 2 and small._cached <= 0.1 * 2**20

@@ -3,8 +3,10 @@
 One cover has many tracks, so each (cover, track) pair is one example: the same image
 with each of its targets, as the original trained. Images are decoded straight at
 reduced size, squashed to size x size, then distorted (fresh each epoch) and normalised.
-Each example's distortions are drawn from a generator seeded by (seed, epoch, index), so
-an epoch is reproducible whatever the number of workers, batch size or resume point.
+The squashed, undistorted covers are kept in a bounded per-process cache, so a cover is
+decoded once per worker rather than once per pair and per epoch. Each example's
+distortions are drawn from a generator seeded by (seed, epoch, index), so an epoch is
+reproducible whatever the number of workers, batch size or resume point.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -28,6 +31,7 @@ from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 
 SPLITS = ("train", "valid", "test")
+CACHE_MB = 256  # per process: 5,461 covers at 128 px (48 KiB each)
 
 
 def load_image(data: bytes, size: int = 128) -> Image.Image:
@@ -70,6 +74,11 @@ class CoverPairs(Dataset):
     feature_stats. Indexed by int (epoch 0) or by (epoch, index) from EpochSampler.
     The sqlite connection opens lazily in each process that reads, so the dataset can
     be handed to DataLoader workers.
+
+    Each process (each worker) keeps the squashed, undistorted covers it has decoded,
+    least recently used first out, up to `cache_mb` MiB of pixels (0: no cache). A cover
+    is a pure function of its bytes and `size`, and the distortions are drawn afresh per
+    example, so the cache changes only the speed, never an example.
     """
 
     def __init__(
@@ -81,6 +90,7 @@ class CoverPairs(Dataset):
         augment: bool = True,
         seed: int = 0,
         normalise: bool = True,
+        cache_mb: float = CACHE_MB,
     ) -> None:
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
@@ -102,8 +112,11 @@ class CoverPairs(Dataset):
         self.targets = ((features - self.mean) / self.std).astype(np.float32)
         self.transform = distortions() if augment else to_tensor()
         self.normalised = normalise
+        self.cache_bytes = int(cache_mb * 2**20)
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cached = 0  # bytes held in _cache
 
     def __len__(self) -> int:
         return len(self.cover_ids)
@@ -111,7 +124,7 @@ class CoverPairs(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         cover_id = int(self.cover_ids[index])
-        image = load_image(self._image(cover_id), self.size)
+        image = self._cover(cover_id)
         if self.augment:
             # v2 transforms draw from torch's global CPU generator. torch.manual_seed
             # would also queue seeds for every accelerator (slow, per example), so only
@@ -130,6 +143,21 @@ class CoverPairs(Dataset):
             image = normalise(image)
         return image, torch.from_numpy(self.targets[index]), cover_id
 
+    def _cover(self, cover_id: int) -> Image.Image:
+        """The cover squashed to size x size, undistorted: from the cache or decoded."""
+        pixels = self._cache.get(cover_id)
+        if pixels is not None:
+            self._cache.move_to_end(cover_id)
+            return Image.frombytes("RGB", (self.size, self.size), pixels)
+        image = load_image(self._image(cover_id), self.size)
+        if self.cache_bytes:
+            pixels = image.tobytes()
+            self._cache[cover_id] = pixels
+            self._cached += len(pixels)
+            while self._cached > self.cache_bytes:
+                self._cached -= len(self._cache.popitem(last=False)[1])
+        return image
+
     def _image(self, cover_id: int) -> bytes:
         if self._pid != os.getpid():  # first read in this process (a fresh worker)
             self._conn = connect_readonly(self.db)
@@ -138,7 +166,7 @@ class CoverPairs(Dataset):
         return row[0]
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_conn": None, "_pid": -1}
+        return {**self.__dict__, "_conn": None, "_pid": -1, "_cache": OrderedDict(), "_cached": 0}
 
 
 class EpochSampler(Sampler):
@@ -195,12 +223,17 @@ def make_loader(
     seed: int = 0,
     shuffle: bool = True,
     size: int = 128,
+    cache_mb: float = CACHE_MB,
 ) -> CoverLoader:
     """Batches of (images, targets, cover_ids), as CoverPairs; each iteration is an epoch.
 
+    Persistent workers keep their cover caches (`cache_mb` MiB each) from epoch to epoch.
+
     `loader.sampler.set_epoch(e)` picks the epoch the next iteration yields.
     """
-    pairs = CoverPairs(db, split, size=size, augment=augment, seed=seed, normalise=False)
+    pairs = CoverPairs(
+        db, split, size=size, augment=augment, seed=seed, normalise=False, cache_mb=cache_mb
+    )
     return CoverLoader(
         pairs,
         batch_size=batch_size,
