@@ -242,6 +242,7 @@ def test_readme_quality_config_loads():
     path = Path(__file__).parents[2] / "configs" / "trecs-q50k.toml"
     config = load_toml(path, TrainConfig)
     assert (config.model.num_layers, config.batch_size, config.subsample_proba) == (2, 32, 0.5)
+    assert config.future_target_proba == 0.8
     assert config.loss.negatives() == 4096
 
 
