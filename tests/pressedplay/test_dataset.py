@@ -127,9 +127,15 @@ def test_bad_inputs_are_counted_not_fatal(tmp_path):
         writer.skip("track without features", 3, key="once")  # counted once per build
         assert all(writer.is_done(k) for k in "abcdefg") and not writer.is_done("h")
         assert not writer.add_cover(jpeg(8), "again", [track(8)], key="a")  # done already
+        assert writer.add_cover(jpeg(10), "local", [track(10)], key="i", skipped={"local file": 2})
+        # A done key adds nothing again, its skip counts included (a resumed collection).
+        assert not writer.add_cover(
+            jpeg(10), "local", [track(10)], key="i", skipped={"local file": 2}
+        )
         report = writer.finish()
-    assert report["covers"] == 3 and report["pairs"] == 3
+    assert report["covers"] == 4 and report["pairs"] == 4
     assert report["skipped"] == {
+        "local file": 2,
         "corrupt image": 1,
         "cover without tracks with features": 2,
         "empty file": 1,

@@ -13,7 +13,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
@@ -179,13 +179,16 @@ class DatasetWriter:
         key: str | None = None,
         *,
         size: tuple[int, int] | None = None,
+        skipped: Mapping[str, int] | None = None,
     ) -> bool:
         """Store a cover and pair it with its tracks; False when it was skipped and counted.
 
         Tracks with empty features (none known) or not eight finite numbers are counted
         and left out. `size` is for callers that already validated the bytes with
         images.decode (in a worker process). The same image added twice is stored once
-        with the union of its pairs. With a key, the cover is marked done in the same commit.
+        with the union of its pairs. With a key, the cover is marked done in the same commit
+        as the counts in `skipped` (e.g. a playlist's local files), so a resume never
+        counts them twice.
         """
         if key is not None and self.is_done(key):
             return False
@@ -199,6 +202,8 @@ class DatasetWriter:
             except images.ImageError as exc:
                 reason = exc.reason
         self.conn.execute("BEGIN")
+        for skip_reason, n in sorted((skipped or {}).items()):
+            self._count(skip_reason, n)
         missing = sum(1 for t in tracks if not t.features)
         self._count("track without features", missing)
         self._count("track with invalid features", len(tracks) - len(usable) - missing)

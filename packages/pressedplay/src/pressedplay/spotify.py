@@ -284,10 +284,8 @@ class _Collector:
             TrackFeatures(t["id"], t.get("name"), _artists(t), features.get(t["id"]) or ())
             for t in tracks
         ]
-        for reason, n in sorted(skipped.items()):
-            writer.skip(reason, n)
-        # Tracks without features go in with none: add_cover counts them in its commit.
-        writer.add_cover(cover, key, rows, key=key)
+        # Non-track items and tracks without features are counted in the cover's commit.
+        writer.add_cover(cover, key, rows, key=key, skipped=skipped)
 
     def items(self, pid: str) -> tuple[list[dict], Counter[str]]:
         """The playlist's tracks (each once), and how many items were not tracks, by why."""
