@@ -55,11 +55,12 @@ def _root(
     """pressedplay: from a picture to audio features to a playlist of real tracks."""
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
 @app.command()
 def features(
-    json_: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON on stdout.")
-    ] = False,
+    json_: JsonOption = False,
 ) -> None:
     """List the eight audio features a picture is mapped to, with their ranges."""
     from pressedplay.features import describe
@@ -119,7 +120,6 @@ CatalogName = Annotated[str, typer.Option("--name", help="Name to store the cata
 CatalogForce = Annotated[
     bool, typer.Option("--force", help="Replace the catalog if it already exists.")
 ]
-CatalogJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
 @catalog_app.command("import")
@@ -129,7 +129,7 @@ def catalog_import(
     ],
     name: CatalogName = "tidytuesday",
     force: CatalogForce = False,
-    json_: CatalogJson = False,
+    json_: JsonOption = False,
 ) -> None:
     """Import a CSV of tracks with audio features (TidyTuesday or Kaggle layouts)."""
     from pressedplay.catalog import import_csv
@@ -155,7 +155,7 @@ def catalog_download(
         typer.Option("--sha256", help="Expected sha256 of the file at --url (required with it)."),
     ] = None,
     force: CatalogForce = False,
-    json_: CatalogJson = False,
+    json_: JsonOption = False,
 ) -> None:
     """Download TidyTuesday's Spotify songs, verify the sha256, import as a catalog."""
     from pressedplay.catalog import TIDYTUESDAY_SHA256, TIDYTUESDAY_URL, download
@@ -189,7 +189,7 @@ def catalog_info(
             metavar="[NAME_OR_PATH]", help="Catalog name or .db file (default: tidytuesday)."
         ),
     ] = None,
-    json_: CatalogJson = False,
+    json_: JsonOption = False,
 ) -> None:
     """Show a catalog's track count, genres and feature ranges."""
     from pressedplay.catalog import info
@@ -212,7 +212,7 @@ def catalog_info(
 
 
 @catalog_app.command("list")
-def catalog_list(json_: CatalogJson = False) -> None:
+def catalog_list(json_: JsonOption = False) -> None:
     """List the catalogs in the pressedplay data folder."""
     from pressedplay.catalog import list_catalogs
 
@@ -258,7 +258,6 @@ def _print_dataset(report: dict) -> None:
         out.print(f"  skipped {count:,}: {reason}")
 
 
-DatasetJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 DatasetForce = Annotated[
     bool,
     typer.Option("--force", help="Replace OUT if it exists; discard another build's partial file."),
@@ -326,7 +325,7 @@ def build_db(
         typer.Option(metavar="K", min=1, help="Also store K distorted copies of each cover."),
     ] = None,
     force: DatasetForce = False,
-    json_: DatasetJson = False,
+    json_: JsonOption = False,
 ) -> None:
     """Build a cover dataset from a folder of images or from Spotify playlists.
 
@@ -398,7 +397,7 @@ def info(
     db: Annotated[
         Path, typer.Argument(metavar="DB", help="A cover dataset made by build-db or synth-covers.")
     ],
-    json_: DatasetJson = False,
+    json_: JsonOption = False,
 ) -> None:
     """Counts, skipped inputs, splits and feature statistics of a cover dataset."""
     from pressedplay.dataset import info as dataset_info
@@ -430,7 +429,7 @@ def synth_covers(
         str, typer.Option(help="Name of the matching catalog written with it.")
     ] = "synth",
     force: DatasetForce = False,
-    json_: DatasetJson = False,
+    json_: JsonOption = False,
 ) -> None:
     """Write synthetic covers whose colours and textures carry their tracks' features.
 

@@ -26,11 +26,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from pressedplay import images
 from pressedplay.augment import distortions, normalise, to_tensor
-from pressedplay.dataset import connect_readonly
+from pressedplay.dataset import SPLITS, connect_readonly
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 
-SPLITS = ("train", "valid", "test")
 CACHE_MB = 256  # per process: 5,461 covers at 128 px (48 KiB each)
 
 
