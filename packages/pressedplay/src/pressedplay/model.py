@@ -44,6 +44,8 @@ class VAEAttention(nn.Module):
         if image_size % 8:
             raise ValueError(f"image_size must be a multiple of 8, not {image_size}")
         self.image_size = image_size
+        self.num_features = num_features
+        self.latent_dim = latent_dim
         self.attention_kind = attention
         self.encoder = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=4, stride=2, padding=1),
@@ -60,6 +62,15 @@ class VAEAttention(nn.Module):
         self.fc_mu = nn.Linear(hidden, latent_dim)
         self.fc_logvar = nn.Linear(hidden, latent_dim)
         self.decoder = nn.Linear(latent_dim, num_features)
+
+    def architecture(self) -> dict:
+        """The constructor arguments: enough, with the weights, to rebuild this model."""
+        return {
+            "image_size": self.image_size,
+            "num_features": self.num_features,
+            "latent_dim": self.latent_dim,
+            "attention": self.attention_kind,
+        }
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, 1, grid, grid) weights for the encoder's output positions."""
