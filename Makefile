@@ -7,18 +7,26 @@ PYTHON := $(UV) run python
 MPD_ZIP := data/spotify_million_playlist_dataset.zip
 DEMO := data/demo
 
-.PHONY: demo test lint bench-build-db bench-train bench-losses bench-generate bench-evaluate bench-dataset clean-demo
+.PHONY: demo test lint bench-build-db bench-train bench-losses bench-generate bench-generate-trecs \
+	bench-generate-pressedplay bench-evaluate bench-dataset bench-predict clean-demo
 
 ## demo: the main job end to end on built-in synthetic data, no network
 # The first track of demo playlist 0 (synth-mpd --seed 0; tests/trecs/test_synth.py pins it).
 DEMO_SEED := spotify:track:wbGPjlbQnpRN7kgRKilgYf
 
-demo: $(DEMO)/run/config.json $(DEMO)/covers.db
-	$(PRESSEDPLAY) info $(DEMO)/covers.db
+# pressedplay keeps its catalogs (and its latest-run note) inside data/demo too.
+DEMO_PP := PRESSEDPLAY_HOME=$(DEMO)/pressedplay $(PRESSEDPLAY)
+
+demo: $(DEMO)/run/config.json $(DEMO)/pressedplay-run/best.pt
 	$(TRECS) info $(DEMO)/mpd.db
 	$(TRECS) evaluate $(DEMO)/run --db $(DEMO)/mpd.db --num-playlists 700 --plot $(DEMO)/evaluation.png
 	$(TRECS) generate $(DEMO)/run --track $(DEMO_SEED) --length 10
-	@echo "model: $(DEMO)/run (curves: $(DEMO)/run/metrics.jsonl); plot: $(DEMO)/evaluation.png"
+	$(DEMO_PP) info $(DEMO)/covers.db
+	$(DEMO_PP) evaluate $(DEMO)/pressedplay-run --db $(DEMO)/covers.db --split test
+	$(DEMO_PP) predict examples/sunset.jpg --model $(DEMO)/pressedplay-run --plot $(DEMO)/radar.png
+	$(DEMO_PP) generate examples/sunset.jpg --model $(DEMO)/pressedplay-run --catalog synth --n 10
+	@echo "trecs model: $(DEMO)/run (curves: $(DEMO)/run/metrics.jsonl); plot: $(DEMO)/evaluation.png"
+	@echo "pressedplay model: $(DEMO)/pressedplay-run; radar chart: $(DEMO)/radar.png"
 
 $(DEMO)/mpd/md5sums:
 	$(TRECS) synth-mpd $(DEMO)/mpd --playlists 10000 --tracks 50000 --seed 0 --force
@@ -34,7 +42,12 @@ $(DEMO)/run/config.json: $(DEMO)/mpd.db
 
 # pressedplay: 500 synthetic covers and their catalog, kept inside data/demo.
 $(DEMO)/covers.db:
-	PRESSEDPLAY_HOME=$(DEMO)/pressedplay $(PRESSEDPLAY) synth-covers $@ --covers 500 --force
+	$(DEMO_PP) synth-covers $@ --covers 500 --force
+
+# A brief pressedplay training run on those covers.
+$(DEMO)/pressedplay-run/best.pt: $(DEMO)/covers.db
+	rm -rf $(DEMO)/pressedplay-run
+	$(DEMO_PP) train $(DEMO)/pressedplay-run --db $(DEMO)/covers.db --epochs 10
 
 clean-demo:
 	rm -rf $(DEMO)
@@ -69,8 +82,14 @@ bench-train:
 bench-losses:
 	$(PYTHON) benchmarks/losses.py
 
-bench-generate:
+# Both generators: trecs' continuation (s per playlist) and pressedplay's catalog retrieval.
+bench-generate: bench-generate-trecs bench-generate-pressedplay
+
+bench-generate-trecs:
 	$(PYTHON) benchmarks/generate.py
+
+bench-generate-pressedplay:
+	$(PYTHON) benchmarks/retrieval.py
 
 bench-evaluate:
 	$(PYTHON) benchmarks/evaluate.py
@@ -78,3 +97,7 @@ bench-evaluate:
 # pressedplay: build-db from 5,000 local covers (covers/s) and the input pipeline (images/s)
 bench-dataset:
 	$(PYTHON) benchmarks/dataset.py
+
+# pressedplay: ms per image from file to eight features, VAE and colour prior
+bench-predict:
+	$(PYTHON) benchmarks/predict.py

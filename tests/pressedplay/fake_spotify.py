@@ -5,6 +5,11 @@ A real `ThreadingHTTPServer` on 127.0.0.1 answering with the Web API's JSON shap
 `/audio-features` removed for development-mode apps), serving real JPEG bytes made with
 Pillow at the cover URLs. spotipy talks to it over HTTP exactly as it would to Spotify, so
 tests exercise the client's auth, paging, retries and error handling, not a mock of them.
+
+For the user's account it also answers the authorization-code and refresh-token grants,
+GET /me, GET /me/top/artists (genres absent, empty or given), POST /me/playlists, POST
+/playlists/{id}/items (at most 100 URIs) and PUT /playlists/{id}/images (a base64 JPEG of
+at most 256 KB), each refusing a token without the scope it needs, as Spotify does.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import base64
 import io
 import json
 import random
+import re
 import string
 import threading
 from dataclasses import dataclass, field
@@ -26,6 +32,13 @@ from pressedplay.features import NAMES
 CLIENT_ID = "fake-client-id-0123456789"
 CLIENT_SECRET = "fake-client-secret-s3cr3t-do-not-print"
 TOKEN = "fake-access-token-abcdef"
+# The user login (authorization-code flow): what the accounts service hands out.
+AUTH_CODE = "fake-authorization-code-42"
+USER_TOKEN = "fake-user-access-token-uvwxyz"
+REFRESH_TOKEN = "fake-refresh-token-0987"
+USER_ID = "alice"
+USER_SCOPES = frozenset({"user-top-read", "playlist-modify-private", "ugc-image-upload"})
+MAX_COVER_PAYLOAD = 256 * 1024  # base64 characters, Spotify's documented limit
 
 
 def spotify_id(rng: random.Random) -> str:
@@ -128,6 +141,30 @@ class Playlist:
 
 
 @dataclass
+class Artist:
+    name: str
+    genres: list[str] | None = None  # None: the field is absent, as for apps since 2026
+
+    def as_json(self, index: int) -> dict:
+        artist = {"id": f"artist{index:016d}", "name": self.name, "type": "artist"}
+        if self.genres is not None:
+            artist["genres"] = list(self.genres)
+        return artist
+
+
+@dataclass
+class CreatedPlaylist:
+    """A playlist made through POST /me/playlists, as the fake stored it."""
+
+    id: str
+    name: str
+    description: str
+    public: bool
+    uris: list[str] = field(default_factory=list)
+    cover: bytes | None = None  # the decoded JPEG of the last accepted upload
+
+
+@dataclass
 class Request:
     method: str
     path: str
@@ -150,7 +187,14 @@ class FakeSpotify:
         self.fail_after_playlists: int | None = None  # then every /v1 call fails
         self.fail_status = 500
         self.requests: list[Request] = []
+        # the user's account
+        self.top_artists: list[Artist] = []
+        self.granted_scopes: set[str] = set(USER_SCOPES)  # what the user consented to
+        self.created: dict[str, CreatedPlaylist] = {}
+        self.token_grants: list[str] = []  # grant_type of each successful token request
+        self._rng = random.Random(1234)
         self._throttle: list[tuple[str, str]] = []  # (path prefix, Retry-After) per 429
+        self._failures: list[tuple[str, str, int]] = []  # (method, path prefix, status)
         self._served: set[str] = set()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -167,6 +211,11 @@ class FakeSpotify:
         """Answer the next `count` requests under `path` with 429 and this Retry-After."""
         with self._lock:
             self._throttle.extend([(path, retry_after)] * count)
+
+    def fail_next(self, method: str, path: str, status: int = 500, count: int = 1) -> None:
+        """Answer the next `count` `method` requests under `path` with this error status."""
+        with self._lock:
+            self._failures.extend([(method, path, status)] * count)
 
     def calls(self, path_prefix: str, status: int | None = None) -> list[Request]:
         return [
@@ -193,6 +242,9 @@ class FakeSpotify:
 
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
+
+            def do_PUT(self) -> None:
+                fake._handle(self, "PUT")
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -224,7 +276,9 @@ class FakeSpotify:
         status, payload, headers = self._route(method, parts.path, query, handler.headers, body)
         with self._lock:
             self.requests.append(Request(method, parts.path, query, status))
-        if isinstance(payload, bytes):
+        if payload is None:  # 202 Accepted, nothing to say
+            data, ctype = b"", "text/plain"
+        elif isinstance(payload, bytes):
             data, ctype = payload, "image/jpeg"
         else:
             data, ctype = json.dumps(payload).encode(), "application/json; charset=utf-8"
@@ -242,15 +296,23 @@ class FakeSpotify:
                 if path.startswith(prefix):
                     del self._throttle[i]
                     return 429, _error(429, "API rate limit exceeded"), {"Retry-After": retry_after}
+            for i, (verb, prefix, status) in enumerate(self._failures):
+                if method == verb and path.startswith(prefix):
+                    del self._failures[i]
+                    return status, _error(status, "Server error"), {}
         if method == "POST" and path == "/api/token":
             return self._token(headers, body)
         if path.startswith("/images/"):
             return self._image(path)
         if not path.startswith("/v1/"):
             return 404, _error(404, "Service not found"), {}
+        segments = path[len("/v1/") :].strip("/").split("/")
+        if _user_route(method, segments):
+            if headers.get("Authorization") != f"Bearer {USER_TOKEN}":
+                return 401, _error(401, "Invalid access token"), {}
+            return self._user(method, segments, query, headers, body)
         if headers.get("Authorization") != f"Bearer {TOKEN}":
             return 401, _error(401, "Invalid access token"), {}
-        segments = path[len("/v1/") :].strip("/").split("/")
         if segments[0] == "playlists" and len(segments) == 2:
             return self._playlist(segments[1])
         if segments[0] == "playlists" and len(segments) == 3 and segments[2] == "items":
@@ -268,9 +330,31 @@ class FakeSpotify:
         form = parse_qs(body.decode())
         if headers.get("Authorization") != f"Basic {expected}":
             return 400, {"error": "invalid_client", "error_description": "Invalid client"}, {}
-        if form.get("grant_type") != ["client_credentials"]:
+        grant = form.get("grant_type", [""])[0]
+        if grant == "client_credentials":
+            answer = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}
+        elif grant == "authorization_code":
+            if form.get("code") != [AUTH_CODE] or not form.get("redirect_uri"):
+                return 400, {"error": "invalid_grant", "error_description": "Invalid code"}, {}
+            answer = self._user_token(refresh=True)
+        elif grant == "refresh_token":
+            if form.get("refresh_token") != [REFRESH_TOKEN]:
+                return 400, {"error": "invalid_grant", "error_description": "Revoked token"}, {}
+            answer = self._user_token(refresh=False)  # Spotify may omit a new refresh token
+        else:
             return 400, {"error": "unsupported_grant_type"}, {}
-        return 200, {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}, {}
+        with self._lock:
+            self.token_grants.append(grant)
+        return 200, answer, {}
+
+    def _user_token(self, refresh: bool) -> dict:
+        answer = {
+            "access_token": USER_TOKEN,
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "scope": " ".join(sorted(self.granted_scopes)),
+        }
+        return {**answer, "refresh_token": REFRESH_TOKEN} if refresh else answer
 
     def _image(self, path: str) -> tuple[int, dict | bytes, dict]:
         # /images/{playlist id}/{index}.jpg
@@ -380,6 +464,132 @@ class FakeSpotify:
         known = {t.id: t for t in self.tracks}
         answers = [known[i].audio_features() if i in known else None for i in ids]
         return 200, {"audio_features": answers}, {}
+
+    # --- the user's account ----------------------------------------------------------
+    def _user(self, method, segments, query, headers, body) -> tuple[int, dict | None, dict]:
+        if segments == ["me"]:
+            return 200, {"id": USER_ID, "display_name": "Alice", "type": "user"}, {}
+        if segments == ["me", "top", "artists"]:
+            return self._top_artists(query)
+        if segments == ["me", "playlists"]:
+            return self._create(body)
+        if segments[2] == "items":
+            return self._add_items(segments[1], query, body)
+        return self._upload_cover(segments[1], headers, body)
+
+    def _missing_scope(self, scope: str) -> tuple[int, dict, dict] | None:
+        if scope in self.granted_scopes:
+            return None
+        return 403, _error(403, "Insufficient client scope"), {}
+
+    def _top_artists(self, query: dict) -> tuple[int, dict, dict]:
+        refused = self._missing_scope("user-top-read")
+        if refused:
+            return refused
+        limit, offset = int(query.get("limit", 20)), int(query.get("offset", 0))
+        if not 1 <= limit <= 50 or offset < 0:
+            return 400, _error(400, "Invalid limit"), {}
+        artists = [a.as_json(i) for i, a in enumerate(self.top_artists)]
+        page = {
+            "href": f"{self.api_url}me/top/artists",
+            "items": artists[offset : offset + limit],
+            "limit": limit,
+            "offset": offset,
+            "total": len(artists),
+            "next": None,
+            "previous": None,
+        }
+        return 200, page, {}
+
+    def _create(self, body: bytes) -> tuple[int, dict, dict]:
+        try:
+            spec = json.loads(body)
+        except ValueError:
+            return 400, _error(400, "Error parsing JSON."), {}
+        if not isinstance(spec, dict) or not str(spec.get("name") or "").strip():
+            return 400, _error(400, "Missing required field: name"), {}
+        public = spec.get("public", True) is not False
+        refused = self._missing_scope(
+            "playlist-modify-public" if public else "playlist-modify-private"
+        )
+        if refused:
+            return refused
+        with self._lock:
+            pid = spotify_id(self._rng)
+            self.created[pid] = CreatedPlaylist(
+                pid, spec["name"], spec.get("description") or "", public
+            )
+        return 201, self._created_json(self.created[pid]), {}
+
+    def _created_json(self, p: CreatedPlaylist) -> dict:
+        return {
+            "id": p.id,
+            "name": p.name,
+            "description": p.description,
+            "public": p.public,
+            "type": "playlist",
+            "uri": f"spotify:playlist:{p.id}",
+            "external_urls": {"spotify": f"https://open.spotify.com/playlist/{p.id}"},
+            "owner": {"id": USER_ID, "type": "user"},
+            "images": [],
+            "items": {"href": f"{self.api_url}playlists/{p.id}/items", "total": len(p.uris)},
+        }
+
+    def _add_items(self, pid: str, query: dict, body: bytes) -> tuple[int, dict, dict]:
+        if pid not in self.created:
+            return 404, _error(404, "Resource not found"), {}
+        refused = self._missing_scope("playlist-modify-private")
+        if refused:
+            return refused
+        try:
+            data = json.loads(body) if body else {"uris": query.get("uris", "").split(",")}
+        except ValueError:
+            return 400, _error(400, "Error parsing JSON."), {}
+        uris = data.get("uris") if isinstance(data, dict) else data  # both shapes are accepted
+        if not isinstance(uris, list) or not 1 <= len(uris) <= 100:
+            return 400, _error(400, "You can add a maximum of 100 tracks per request."), {}
+        if not all(isinstance(u, str) and _TRACK_URI.fullmatch(u) for u in uris):
+            return 400, _error(400, "Invalid track uri"), {}
+        with self._lock:
+            playlist = self.created[pid]
+            at = int(query.get("position", len(playlist.uris)))
+            playlist.uris[at:at] = uris
+        return 201, {"snapshot_id": f"snap{len(playlist.uris)}"}, {}
+
+    def _upload_cover(self, pid: str, headers, body: bytes) -> tuple[int, dict | None, dict]:
+        if pid not in self.created:
+            return 404, _error(404, "Resource not found"), {}
+        refused = self._missing_scope("ugc-image-upload")
+        if refused:
+            return refused
+        if headers.get("Content-Type") != "image/jpeg":
+            return 400, _error(400, "Content-Type must be image/jpeg"), {}
+        if len(body) > MAX_COVER_PAYLOAD:
+            return 413, _error(413, "Payload too large"), {}
+        try:
+            jpeg = base64.b64decode(body, validate=True)
+            with Image.open(io.BytesIO(jpeg)) as image:
+                image.load()
+                if image.format != "JPEG":
+                    raise ValueError(image.format)
+        except Exception:
+            return 400, _error(400, "Bad image: not a base64 encoded JPEG"), {}
+        with self._lock:
+            self.created[pid].cover = jpeg
+        return 202, None, {}
+
+
+_TRACK_URI = re.compile(r"spotify:track:[0-9A-Za-z]{22}")
+
+
+def _user_route(method: str, segments: list[str]) -> bool:
+    """The endpoints that act for a logged-in user (and need the user's token)."""
+    return (
+        (method == "GET" and segments in (["me"], ["me", "top", "artists"]))
+        or (method == "POST" and segments == ["me", "playlists"])
+        or (method == "POST" and len(segments) == 3 and segments[::2] == ["playlists", "items"])
+        or (method == "PUT" and len(segments) == 3 and segments[::2] == ["playlists", "images"])
+    )
 
 
 def _error(status: int, message: str) -> dict:

@@ -197,3 +197,65 @@ def test_the_cover_cache_changes_no_example_and_stays_bounded(db, monkeypatch):
     for i in range(len(small)):
         assert torch.equal(small[i][0], first[i])
         assert len(small._cache) <= 2 and small._cached <= 0.1 * 2**20
+
+
+def test_cover_targets_are_one_example_per_cover_with_the_mean_target(db):
+    pairs = CoverPairs(db, "train", augment=False)
+    covers = CoverPairs(db, "train", augment=False, targets="cover")
+    ids = sorted({int(c) for c in pairs.cover_ids})
+    assert covers.cover_ids.tolist() == ids and len(covers) == len(ids) < len(pairs)
+    for index, cover_id in enumerate(ids):
+        mine = pairs.targets[pairs.cover_ids == cover_id]
+        assert np.allclose(covers.targets[index], mine.mean(axis=0), atol=1e-6)
+        image, target, got = covers[index]
+        assert got == cover_id and torch.equal(target, torch.from_numpy(covers.targets[index]))
+        assert torch.equal(image, pairs[int(np.flatnonzero(pairs.cover_ids == cover_id)[0])][0])
+    # The same squared-error minimiser: over a cover's pairs, the best constant is the mean.
+    first = pairs.targets[pairs.cover_ids == ids[0]]
+    errors = [((first - c) ** 2).sum() for c in (covers.targets[0], covers.targets[0] + 0.01)]
+    assert errors[0] < errors[1]
+    with pytest.raises(UserError, match="unknown targets"):
+        CoverPairs(db, "train", targets="tracks")
+
+
+def test_each_rank_takes_an_equal_share_of_the_same_epoch():
+    alone = EpochSampler(11, seed=4)
+    order = [index for _, index in alone]
+    shards = [EpochSampler(11, seed=4, rank=rank, world=3) for rank in range(3)]
+    keys = [list(shard) for shard in shards]
+    assert [len(shard) for shard in shards] == [len(k) for k in keys] == [3, 3, 3]
+    assert all(epoch == 0 for k in keys for epoch, _ in k)
+    for rank in range(3):
+        assert [index for _, index in keys[rank]] == order[:9][rank::3]
+    # Each epoch drops the tail of its own order: over epochs, every example is seen.
+    seen = {index for _ in range(6) for shard in shards for _, index in shard}
+    assert seen == set(range(11))
+    # Validation keeps every key once, in slightly unequal shares.
+    uneven = [EpochSampler(11, shuffle=False, rank=r, world=3, even=False) for r in range(3)]
+    assert [len(s) for s in uneven] == [4, 4, 3]
+    assert sorted(i for s in uneven for _, i in s) == list(range(11))
+    with pytest.raises(ValueError, match="rank 3"):
+        EpochSampler(11, rank=3, world=3)
+
+
+def test_sharded_loaders_split_the_batches_of_one_epoch(db):
+    whole = make_loader(db, "train", batch_size=100, workers=0, seed=6, targets="cover")
+    (images, targets, ids), *_ = _batches(whole)
+    kept = len(ids) - len(ids) % 2
+    for rank in range(2):
+        shard = make_loader(
+            db, "train", batch_size=100, workers=0, seed=6, targets="cover", rank=rank, world=2
+        )
+        (mine, mine_targets, mine_ids), *_ = _batches(shard)
+        assert torch.equal(mine_ids, ids[:kept][rank::2])
+        assert torch.equal(mine, images[:kept][rank::2])
+        assert torch.equal(mine_targets, targets[:kept][rank::2])
+
+
+def test_iterating_a_loader_leaves_the_global_generator_alone(db):
+    for workers in (0, 2):
+        loader = make_loader(db, "valid", batch_size=4, workers=workers, seed=1)
+        state = torch.get_rng_state()
+        _batches(loader)
+        _batches(loader)
+        assert torch.equal(torch.get_rng_state(), state)

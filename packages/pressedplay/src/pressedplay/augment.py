@@ -16,6 +16,7 @@ from collections.abc import Callable
 from contextlib import closing
 from hashlib import sha256
 from pathlib import Path
+from typing import Literal
 
 import torch
 from PIL import Image
@@ -44,8 +45,16 @@ def _contiguous(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.contiguous()
 
 
-def distortions(p: float = 0.5) -> v2.Transform:
-    """The nine distortions, each applied independently with probability `p`.
+Distortions = Literal["all", "geometric"]
+
+
+def distortions(p: float = 0.5, kinds: Distortions = "all") -> v2.Transform:
+    """The nine distortions (or, with kinds="geometric", only rotation, flips and zoom),
+    each applied independently with probability `p`.
+
+    Colour jitter, noise, blur and sharpening change the very cues (hue, lightness,
+    saturation, contrast, texture) that carry a cover's mood, so for feature prediction
+    they corrupt the label as much as the image; training uses "geometric" by default.
 
     Takes a PIL RGB image (or a uint8 tensor) and returns a uint8 tensor (3, H, W).
     Geometry and colour run on the PIL image, where Pillow's C code is several times
@@ -53,13 +62,20 @@ def distortions(p: float = 0.5) -> v2.Transform:
     against 0.3 ms); noise, blur and sharpening then run on the tensor. Rotated and
     zoomed-out corners are filled with black, as the original's were.
     """
+    if kinds not in ("all", "geometric"):
+        raise ValueError(f"kinds must be 'all' or 'geometric', not {kinds!r}")
+    geometric = [
+        v2.RandomApply([v2.RandomRotation(10)], p=p),
+        v2.RandomHorizontalFlip(p=p),
+        v2.RandomVerticalFlip(p=p),
+        # Zoom 0.8-1.2 about the centre, cropped back to the same size.
+        v2.RandomApply([v2.RandomAffine(degrees=0, scale=(0.8, 1.2))], p=p),
+    ]
+    if kinds == "geometric":
+        return v2.Compose([*geometric, *to_tensor().transforms])
     return v2.Compose(
         [
-            v2.RandomApply([v2.RandomRotation(10)], p=p),
-            v2.RandomHorizontalFlip(p=p),
-            v2.RandomVerticalFlip(p=p),
-            # Zoom 0.8-1.2 about the centre, cropped back to the same size.
-            v2.RandomApply([v2.RandomAffine(degrees=0, scale=(0.8, 1.2))], p=p),
+            *geometric,
             v2.RandomApply([v2.ColorJitter(brightness=(0.7, 1.3), contrast=(0.7, 1.3))], p=p),
             v2.RandomApply([v2.ColorJitter(saturation=(0.7, 1.3), hue=10 / 180)], p=p),
             *to_tensor().transforms,

@@ -9,6 +9,7 @@ from elsewhere is untrusted and must not run code when loaded.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,9 +141,39 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
     )
 
 
-def latest_run(root: Path | None = None) -> Path | None:
-    """The run directory under `root` (default runs_root()) with the newest best.pt."""
-    root = runs_root() if root is None else Path(root)
+def new_run_dir() -> Path:
+    """A fresh run directory under runs_root(), named by the UTC time it was made."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    run_dir = runs_root() / stamp
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = runs_root() / f"{stamp}-{suffix}"
+    return run_dir
+
+
+def _latest_file() -> Path:
+    return data_home() / "latest-run.txt"
+
+
+def remember_run(run_dir: Path) -> None:
+    """Note `run_dir` as the latest trained run, wherever it lives, for `predict`."""
+    path = _latest_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(str(Path(run_dir).resolve()) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def latest_run() -> Path | None:
+    """The run remembered last (if it still has a best.pt), else the run under
+    runs_root() with the newest best.pt, else None."""
+    remembered = _latest_file()
+    if remembered.is_file():
+        run_dir = Path(remembered.read_text(encoding="utf-8").strip())
+        if (run_dir / BEST).is_file():
+            return run_dir
+    root = runs_root()
     if not root.is_dir():
         return None
     found = [(p.stat().st_mtime, p.parent) for p in root.glob(f"*/{BEST}") if p.is_file()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -457,6 +458,464 @@ def synth_covers(
         out.print(f"catalog {catalog}: {report['catalog']['tracks']:,} tracks")
 
 
+DbOption = Annotated[
+    Path, typer.Option("--db", help="A cover dataset from build-db or synth-covers.")
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        metavar="RUN_DIR|FILE|prior",
+        help="A run directory, a checkpoint file, or `prior` (the colour prior) "
+        "[default: the latest trained run, else the prior].",
+    ),
+]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
+
+
+@app.command("train")
+def train_command(
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[RUN_DIR]",
+            help="Run directory: config, checkpoints, logs [default: a new one in the data "
+            "folder's runs/].",
+        ),
+    ] = None,
+    db: DbOption = Path("data/covers.db"),
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs [default: 50; 5 with --feedback].")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Examples per step, over all processes [64].")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Adam learning rate [1e-3].")] = None,
+    kl_weight: Annotated[
+        float | None, typer.Option(min=0.0, help="Weight of the KL term in the loss.")
+    ] = None,
+    attention: Annotated[
+        str | None, typer.Option(help="spatial (default) or height (the original's softmax).")
+    ] = None,
+    augment: Annotated[
+        str | None,
+        typer.Option(help="Online distortions: geometric (default), all (the original's), none."),
+    ] = None,
+    targets: Annotated[
+        str | None,
+        typer.Option(help="cover (default: one example per cover, its tracks' mean) or pairs."),
+    ] = None,
+    image_size: Annotated[
+        int | None, typer.Option(min=8, help="Side of the squashed input image [128].")
+    ] = None,
+    latent_dim: Annotated[int | None, typer.Option(min=1, help="Latent dimensions [32].")] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(min=0.0, help="AdamW weight decay [0].")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="Data loader processes per training process [2].")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto (default), cpu, cuda or mps.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed of initialisation, order, distortions [0].")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue RUN_DIR from its last checkpoint, exactly.")
+    ] = False,
+    feedback: Annotated[
+        bool,
+        typer.Option(help="Fine-tune RUN_DIR's model with the likes and dislikes stored."),
+    ] = False,
+    feedback_db: Annotated[
+        Path | None,
+        typer.Option(help="Feedback database [default: feedback.db in the data folder]."),
+    ] = None,
+    feedback_weight: Annotated[
+        float | None, typer.Option(min=0.0, help="Weight of the feedback loss [1.0].")
+    ] = None,
+    feedback_margin: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Push disliked predictions this far away [1.0, standardised]."),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Train the image-to-features VAE on a cover dataset (torchrun for several GPUs).
+
+    Checkpoints go to RUN_DIR/best.pt (lowest validation MSE) and RUN_DIR/last.pt, curves
+    to RUN_DIR/metrics.jsonl and RUN_DIR/tensorboard.
+    """
+    from pressedplay import checkpoints
+    from pressedplay.config import for_run
+    from pressedplay.train import train
+
+    if run_dir is None:
+        if resume or feedback:
+            raise UserError("--resume and --feedback need the RUN_DIR to continue")
+        run_dir = checkpoints.new_run_dir()
+    if feedback:
+        from pressedplay.feedback import default_path
+
+        feedback_db = feedback_db or default_path()
+        if epochs is None:
+            epochs = 5
+    elif feedback_db is not None:
+        raise UserError("--feedback-db goes with --feedback")
+    config = for_run(
+        run_dir,
+        resume=resume,
+        feedback=feedback,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        kl_weight=kl_weight,
+        attention=attention,
+        augment=augment,
+        targets=targets,
+        image_size=image_size,
+        latent_dim=latent_dim,
+        weight_decay=weight_decay,
+        feedback_weight=feedback_weight,
+        feedback_margin=feedback_margin,
+        workers=workers,
+        device=device,
+        seed=seed,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} batches"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    task = bar.add_task("training", total=None, detail="")
+
+    def progress(event: dict) -> None:
+        if event["kind"] == "batch":
+            bar.update(
+                task,
+                description=f"epoch {event['epoch']}/{event['epochs']}",
+                completed=event["batch"],
+                total=event["batches"],
+                detail=f"loss {event['loss']:.3f}",
+            )
+        elif not json_:
+            err.print(
+                f"epoch {event['epoch']}: train loss {event['train_loss']:.4f}, "
+                f"valid MSE {event['val_mse']:.4f}, {event['seconds']:.0f} s"
+            )
+
+    with bar:
+        summary = train(
+            config, run_dir, db, resume=resume, feedback_db=feedback_db, progress=progress
+        )
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 speaks for the run
+        return
+    checkpoints.remember_run(run_dir)
+    if json_:
+        print(json.dumps(summary))
+        return
+    out.print(
+        f"trained {summary['epochs']} epochs on {summary['device']} in {summary['seconds']:.0f} s: "
+        f"best valid MSE {summary['best_val_mse']:.4f} (epoch {summary['best_epoch']}) "
+        f"-> {run_dir / checkpoints.BEST}"
+    )
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory or checkpoint file.")
+    ],
+    db: DbOption = Path("data/covers.db"),
+    split: Annotated[str, typer.Option(help="train, valid or test.")] = "test",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
+    workers: Annotated[int, typer.Option(min=0, help="Data loader processes.")] = 2,
+    device: DeviceOption = "auto",
+    json_: JsonOption = False,
+) -> None:
+    """Per-feature MSE and MAE of the model against the mean predictor, a ridge
+    regression on colour statistics and the colour prior (standardised units)."""
+    from pressedplay.evaluate import evaluate
+
+    bar, advance = _count_progress("evaluating")
+    with bar:
+        report = evaluate(
+            model,
+            db,
+            split=split,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            progress=advance,
+        )
+    if json_:
+        print(json.dumps(report))
+        return
+    models = report["models"]
+    out.print(
+        f"{report['split']} split of {report['db']}: {report['covers']:,} covers, "
+        f"{report['pairs']:,} pairs; errors in standardised units"
+    )
+    summary = Table("model", "MSE", "MAE", "MSE / mean's")
+    reference = models["mean"]["mse"]
+    for name, scores in models.items():
+        ratio = scores["mse"] / reference if reference else float("nan")
+        summary.add_row(name, f"{scores['mse']:.4f}", f"{scores['mae']:.4f}", f"{ratio:.2f}")
+    out.print(summary)
+    per_feature = Table("feature", *(f"{name} MSE" for name in models))
+    for feature in models["vae"]["per_feature"]:
+        per_feature.add_row(
+            feature, *(f"{models[m]['per_feature'][feature]['mse']:.3f}" for m in models)
+        )
+    out.print(per_feature)
+
+
+def _feature_table(results: list[dict]) -> Table:
+    """Features as rows, one column per answered image."""
+    from pressedplay.features import FEATURES
+
+    answered = [r for r in results if "features" in r]
+    table = Table("feature", *(Path(r["image"]).name for r in answered))
+    for feature in FEATURES:
+        unit = f" {feature.unit}" if feature.unit else ""
+        table.add_row(feature.name, *(f"{r['features'][feature.name]:.3f}{unit}" for r in answered))
+    return table
+
+
+@app.command("predict")
+def predict_command(
+    images: Annotated[
+        list[Path], typer.Argument(metavar="IMG...", help="Images to predict features for.")
+    ],
+    model: ModelOption = None,
+    plot: Annotated[
+        Path | None, typer.Option(metavar="RADAR.png", help="Also draw the features as a radar.")
+    ] = None,
+    sample: Annotated[
+        bool, typer.Option(help="Draw from the latent instead of using its mean.")
+    ] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of --sample.")] = 0,
+    device: DeviceOption = "cpu",
+    json_: JsonOption = False,
+) -> None:
+    """The eight audio features of each image, in original units (loudness in dB).
+
+    Images that cannot be read are reported one line each; the others are still answered
+    (exit code 2 if any failed).
+    """
+    from pressedplay.predict import load_predictor, predict_files
+
+    _inference_threads(device)
+    predictor = load_predictor(model, device=device, sample=sample, seed=seed)
+    results = predict_files(images, predictor)
+    failed = [r for r in results if "error" in r]
+    if plot is not None and len(failed) < len(results):
+        from pressedplay.plots import radar
+
+        radar([r for r in results if "features" in r], plot)
+    if json_:
+        print(json.dumps(results))
+    else:
+        out.print(f"model: {predictor.name}")
+        if len(failed) < len(results):
+            out.print(_feature_table(results))
+        if plot is not None and len(failed) < len(results):
+            out.print(f"radar chart -> {plot}")
+    for result in failed:
+        err.print(f"error: {result['image']}: {result['error']}", highlight=False)
+    if failed:
+        raise typer.Exit(2)
+
+
+def _inference_threads(device: str) -> None:
+    """One intra-op thread on CPU: a forward pass of a few images is too small to split,
+    and on a busy machine extra threads made single predictions 3-20x slower
+    (`make bench-predict`)."""
+    if device == "cpu":
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def _predict_one(image: Path, model: str | None, device: str) -> tuple[dict, str]:
+    """(features, model name) for one image, or UserError with the image's own error."""
+    from pressedplay.predict import load_predictor, predict_files
+
+    _inference_threads(device)
+    predictor = load_predictor(model, device=device)
+    (result,) = predict_files([image], predictor)
+    if "error" in result:
+        raise UserError(f"{image}: {result['error']}")
+    return result["features"], predictor.name
+
+
+@app.command("generate")
+def generate_command(
+    image: Annotated[Path, typer.Argument(metavar="IMG", help="The picture to match.")],
+    model: ModelOption = None,
+    catalog: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Catalog name or .db file [default: tidytuesday]."),
+    ] = None,
+    genre: Annotated[
+        list[str] | None,
+        typer.Option(metavar="G", help="Keep tracks of this catalog genre (repeatable)."),
+    ] = None,
+    genre_mapping: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="MAPPING.json",
+            help="With --spotify: your own {fine genre: [genres]} mapping for top artists.",
+        ),
+    ] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="Tracks in the playlist.")] = 20,
+    max_per_artist: Annotated[int, typer.Option(min=1, help="At most this many per artist.")] = 2,
+    format_: Annotated[str, typer.Option("--format", help="table, json or m3u.")] = "table",
+    spotify: Annotated[
+        bool,
+        typer.Option(
+            "--spotify",
+            help="Save as a private playlist in your Spotify account with the image as cover; "
+            "without --genre, filter by your top artists' genres.",
+        ),
+    ] = False,
+    device: DeviceOption = "cpu",
+) -> None:
+    """A playlist of catalog tracks whose features are nearest to the picture's."""
+    from pressedplay.playlist import generate, genres_for_user, to_m3u
+
+    if format_ not in ("table", "json", "m3u"):
+        raise UserError(f"--format {format_!r}: expected table, json or m3u")
+    if genre_mapping is not None and not spotify:
+        raise UserError("--genre-mapping goes with --spotify (it maps your top artists' genres)")
+    features, model_name = _predict_one(image, model, device)
+    client = None
+    genres = genre or None
+    note = None
+    if spotify:
+        from pressedplay.catalog import info as catalog_info
+        from pressedplay.genres import load_mapping
+        from pressedplay.spotify import login_url, user_client
+
+        client = user_client()
+        url = login_url(client)
+        if url:
+            err.print(f"log in to Spotify in the browser window that opens, or open: {url}")
+        if genres is None:
+            mapping = load_mapping(genre_mapping) if genre_mapping is not None else None
+            known = catalog_info(catalog)["genres"]
+            genres, note = genres_for_user(client, list(known), mapping)
+            genres = genres or None
+    result = generate(features, catalog=catalog, genres=genres, n=n, max_per_artist=max_per_artist)
+    result["model"] = model_name
+    if note:
+        err.print(f"notice: {note}", highlight=False)
+    if client is not None:
+        from pressedplay.spotify import create_playlist
+
+        result["spotify"] = create_playlist(
+            client,
+            f"pressedplay: {image.stem}",
+            f"Tracks matching the picture {image.name}, picked by pressedplay ({model_name}).",
+            [track["id"] for track in result["tracks"]],
+            image.read_bytes(),
+        )
+        for warning in result["spotify"]["warnings"]:
+            err.print(f"warning: {warning}", highlight=False)
+    if format_ == "json":
+        print(json.dumps(result))
+    elif format_ == "m3u":
+        sys.stdout.write(to_m3u(result))
+    else:
+        out.print(f"model: {model_name}; catalog: {result['catalog']}", highlight=False)
+        if result["genres"]:
+            out.print("genres: " + ", ".join(result["genres"]), highlight=False)
+        out.print(_feature_table([{"image": str(image), "features": features}]))
+        table = Table("#", "track", "artist", "genres", "distance", "link")
+        for position, track in enumerate(result["tracks"], 1):
+            table.add_row(
+                str(position),
+                track["name"],
+                track["artist"],
+                ", ".join(track["genres"]),
+                f"{track['distance']:.2f}",
+                track["url"],
+            )
+        out.print(table)
+    if "spotify" in result:
+        err.print(f"saved to Spotify: {result['spotify']['url']}", highlight=False)
+
+
+@app.command("feedback")
+def feedback_command(
+    image: Annotated[Path, typer.Argument(metavar="IMG", help="The picture the playlist was for.")],
+    like: Annotated[
+        bool | None,
+        typer.Option("--like/--dislike", help="Your verdict on the playlist for IMG."),
+    ] = None,
+    playlist: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE_OR_ID",
+            help="The playlist judged: a `generate --format json|m3u` file or a Spotify "
+            "playlist link or id.",
+        ),
+    ] = None,
+    model: ModelOption = None,
+    catalog: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Catalog giving the playlist's features [tidytuesday]."),
+    ] = None,
+    feedback_db: Annotated[
+        Path | None,
+        typer.Option(help="Feedback database [default: feedback.db in the data folder]."),
+    ] = None,
+    device: DeviceOption = "cpu",
+    json_: JsonOption = False,
+) -> None:
+    """Store a like or dislike for an image's playlist; `train --feedback` learns from them."""
+    from pressedplay import feedback
+    from pressedplay.catalog import resolve_catalog
+
+    if like is None:
+        raise UserError("say --like or --dislike")
+    features, model_name = _predict_one(image, model, device)
+    reference, track_ids = feedback.parse_playlist(playlist) if playlist else (None, [])
+    playlist_features = None
+    if track_ids:
+        playlist_features = feedback.playlist_features(track_ids, resolve_catalog(catalog))
+    path = feedback_db or feedback.default_path()
+    row_id = feedback.record(
+        path,
+        image=image.read_bytes(),
+        image_name=str(image),
+        model=model_name,
+        predicted=features,
+        verdict="like" if like else "dislike",
+        playlist_ref=reference,
+        track_ids=track_ids,
+        playlist_features=playlist_features,
+    )
+    report = {
+        "id": row_id,
+        "db": str(path),
+        "image": str(image),
+        "verdict": "like" if like else "dislike",
+        "tracks": len(track_ids),
+    }
+    if json_:
+        print(json.dumps(report))
+        return
+    out.print(
+        f"stored {report['verdict']} #{row_id} for {image} ({len(track_ids)} tracks) in {path}",
+        highlight=False,
+    )
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 2 bad input, 130 interrupted."""
     try:
@@ -480,3 +939,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def main() -> None:
     sys.exit(run())
+
+
+if __name__ == "__main__":  # `torchrun -m pressedplay.cli train ...`
+    main()

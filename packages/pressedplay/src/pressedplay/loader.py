@@ -1,12 +1,15 @@
-"""The training input pipeline: (cover image, standardised features) pairs from a dataset.
+"""The training input pipeline: (cover image, standardised features) examples from a dataset.
 
-One cover has many tracks, so each (cover, track) pair is one example: the same image
-with each of its targets, as the original trained. Images are decoded straight at
-reduced size, squashed to size x size, then distorted (fresh each epoch) and normalised.
-The squashed, undistorted covers are kept in a bounded per-process cache, so a cover is
-decoded once per worker rather than once per pair and per epoch. Each example's
-distortions are drawn from a generator seeded by (seed, epoch, index), so an epoch is
-reproducible whatever the number of workers, batch size or resume point.
+One cover has many tracks. With targets="pairs" each (cover, track) pair is one example:
+the same image with each of its targets, as the original trained. With targets="cover"
+each cover is one example whose target is the mean of its tracks' targets: the squared
+error has the same minimiser (the mean), and an epoch is as many times shorter as covers
+have tracks. Images are decoded straight at reduced size, squashed to size x size, then
+distorted (fresh each epoch) and normalised. The squashed, undistorted covers are kept
+in a bounded per-process cache, so a cover is decoded once per worker rather than once
+per pair and per epoch. Each example's distortions are drawn from a generator seeded by
+(seed, epoch, index), so an epoch is reproducible whatever the number of workers, batch
+size or resume point.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,12 +29,14 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from pressedplay import images
-from pressedplay.augment import distortions, normalise, to_tensor
+from pressedplay.augment import Distortions, distortions, normalise, to_tensor
 from pressedplay.dataset import SPLITS, connect_readonly
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 
 CACHE_MB = 256  # per process: 5,461 covers at 128 px (48 KiB each)
+TARGETS = ("pairs", "cover")
+Targets = Literal["pairs", "cover"]
 
 
 def load_image(data: bytes, size: int = 128) -> Image.Image:
@@ -53,7 +59,7 @@ def load_image(data: bytes, size: int = 128) -> Image.Image:
 _MASK = (1 << 64) - 1
 
 
-def _seed(*parts: int) -> int:
+def mixed_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from small integers (splitmix64), cheap per example."""
     state = 0
     for part in parts:
@@ -65,12 +71,15 @@ def _seed(*parts: int) -> int:
 
 
 class CoverPairs(Dataset):
-    """The (cover, track) pairs of one split: (image, target, cover_id) per example.
+    """The examples of one split: (image, target, cover_id) per example.
 
     image: float32 (3, size, size), normalised with augment.MEAN/STD (or, with
     normalise=False, the uint8 image, for loaders that normalise whole batches); target:
     float32 (8,), the track's features in NAMES order standardised with the dataset's
-    feature_stats. Indexed by int (epoch 0) or by (epoch, index) from EpochSampler.
+    feature_stats (targets="pairs": one example per (cover, track) pair, ordered by cover
+    then track), or the mean of them over the cover's tracks (targets="cover": one
+    example per cover, ordered by cover). Indexed by int (epoch 0) or by (epoch, index)
+    from EpochSampler.
     The sqlite connection opens lazily in each process that reads, so the dataset can
     be handed to DataLoader workers.
 
@@ -90,9 +99,13 @@ class CoverPairs(Dataset):
         seed: int = 0,
         normalise: bool = True,
         cache_mb: float = CACHE_MB,
+        targets: Targets = "pairs",
+        distortion: Distortions = "all",
     ) -> None:
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+        if targets not in TARGETS:
+            raise UserError(f"unknown targets {targets!r}; choose one of {', '.join(TARGETS)}.")
         self.db = Path(db)
         self.size = size
         self.augment = augment
@@ -106,10 +119,17 @@ class CoverPairs(Dataset):
                 "WHERE c.split = ? ORDER BY p.cover_id, p.track_id",
                 (split,),
             ).fetchall()
-        self.cover_ids = np.array([row[0] for row in rows], dtype=np.int64)
+        cover_ids = np.array([row[0] for row in rows], dtype=np.int64)
         features = np.array([row[1:] for row in rows], dtype=np.float64).reshape(-1, len(NAMES))
-        self.targets = ((features - self.mean) / self.std).astype(np.float32)
-        self.transform = distortions() if augment else to_tensor()
+        standardised = (features - self.mean) / self.std
+        if targets == "cover":
+            cover_ids, which, tracks = np.unique(cover_ids, return_inverse=True, return_counts=True)
+            sums = np.zeros((len(cover_ids), len(NAMES)))
+            np.add.at(sums, which, standardised)
+            standardised = sums / tracks[:, None]
+        self.cover_ids = cover_ids
+        self.targets = standardised.astype(np.float32)
+        self.transform = distortions(kinds=distortion) if augment else to_tensor()
         self.normalised = normalise
         self.cache_bytes = int(cache_mb * 2**20)
         self._conn: sqlite3.Connection | None = None
@@ -130,7 +150,7 @@ class CoverPairs(Dataset):
             # the CPU generator is seeded; in the caller's own process it is put back.
             generator = torch.default_generator
             saved = generator.get_state() if get_worker_info() is None else None
-            generator.manual_seed(_seed(self.seed, epoch, index))
+            generator.manual_seed(mixed_seed(self.seed, epoch, index))
             try:
                 image = self.transform(image)
             finally:
@@ -174,29 +194,49 @@ class EpochSampler(Sampler):
     The order (when shuffled) and CoverPairs' distortions are both drawn from
     (seed, epoch), so epoch e is the same in every run; `set_epoch` jumps to an epoch,
     e.g. when resuming training.
+
+    With world > 1 (DDP), process `rank` takes order[rank::world] of the same epoch
+    order. even=True (training) first drops the epoch's last n % world keys, so that
+    every process runs the same number of steps, which DDP's gradient averaging needs;
+    a different tail is dropped each shuffled epoch. even=False (validation) keeps every
+    key once.
     """
 
-    def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        n: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world: int = 1,
+        even: bool = True,
+    ) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in a world of {world} processes")
         self.n = n
         self.seed = seed
         self.shuffle = shuffle
+        self.rank = rank
+        self.world = world
+        self.kept = n - n % world if even else n
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return len(range(self.rank, self.kept, self.world))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
         self.epoch += 1
         if self.shuffle:
-            generator = torch.Generator().manual_seed(_seed(self.seed, epoch))
+            generator = torch.Generator().manual_seed(mixed_seed(self.seed, epoch))
             order = torch.randperm(self.n, generator=generator).tolist()
         else:
             order = range(self.n)
-        return ((epoch, index) for index in order)
+        return ((epoch, index) for index in order[self.rank : self.kept : self.world])
 
 
 class CoverLoader(DataLoader):
@@ -223,22 +263,42 @@ def make_loader(
     shuffle: bool = True,
     size: int = 128,
     cache_mb: float = CACHE_MB,
+    targets: Targets = "pairs",
+    distortion: Distortions = "all",
+    rank: int = 0,
+    world: int = 1,
+    even: bool = True,
 ) -> CoverLoader:
     """Batches of (images, targets, cover_ids), as CoverPairs; each iteration is an epoch.
 
     Persistent workers keep their cover caches (`cache_mb` MiB each) from epoch to epoch.
+    `rank`, `world` and `even` shard each epoch over DDP processes (see EpochSampler).
 
-    `loader.sampler.set_epoch(e)` picks the epoch the next iteration yields.
+    `loader.sampler.set_epoch(e)` picks the epoch the next iteration yields. The loader
+    draws its workers' base seed from a generator of its own: from torch's global one,
+    each new iterator would shift the caller's random stream, and a resumed training run
+    (whose iterator starts later) would draw different noise from an uninterrupted one.
     """
     pairs = CoverPairs(
-        db, split, size=size, augment=augment, seed=seed, normalise=False, cache_mb=cache_mb
+        db,
+        split,
+        size=size,
+        augment=augment,
+        seed=seed,
+        normalise=False,
+        cache_mb=cache_mb,
+        targets=targets,
+        distortion=distortion,
     )
     return CoverLoader(
         pairs,
         batch_size=batch_size,
-        sampler=EpochSampler(len(pairs), seed=seed, shuffle=shuffle),
+        sampler=EpochSampler(
+            len(pairs), seed=seed, shuffle=shuffle, rank=rank, world=world, even=even
+        ),
         num_workers=workers,
         persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed),
     )
 
 

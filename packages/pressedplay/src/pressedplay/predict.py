@@ -1,0 +1,218 @@
+"""Predict the eight features of images with a trained VAE or the colour prior.
+
+Images go through the checks of `images.decode` (the dataset's own validation, so
+predict accepts exactly the files build-db would) and are then squashed by
+`loader.load_image`, as in training, so the model sees the pixels it was trained on.
+Each image fails on its own: one bad file is reported in its slot and the others are
+still answered. Answered images are predicted in batches.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pressedplay import checkpoints, colour_stats, images, prior
+from pressedplay.augment import normalise
+from pressedplay.errors import UserError
+from pressedplay.features import NAMES
+from pressedplay.loader import load_image
+
+PRIOR = "prior"
+STATS_SIZE = 128  # colour statistics are measured on covers squashed to this size
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """`auto`: cuda, else mps, else cpu; a named device must be available here."""
+    if str(name) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not available.get(device.type, False):
+        raise UserError(f"device {name!r} is not available here; use auto or cpu")
+    return device
+
+
+class Predictor(ABC):
+    """Features in original units from uint8 images squashed to `image_size`."""
+
+    name: str
+    image_size: int
+
+    @abstractmethod
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, size, size, 3) uint8 -> (n, 8) features in NAMES order, original units."""
+
+
+class PriorPredictor(Predictor):
+    """The training-free colour prior (pressedplay.prior)."""
+
+    name = "colour prior"
+    image_size = STATS_SIZE
+
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        inputs = colour_stats.matrix(pixels)[:, : len(colour_stats.PRIOR_INPUTS)]
+        return prior.predict_matrix(inputs)
+
+
+class VAEPredictor(Predictor):
+    """A trained VAEAttention: the latent's mean, or with `sample` a seeded draw from it.
+
+    Draws come from the predictor's own generator, seeded once: the same images in the
+    same order with the same seed give the same draws, and torch's global RNG is untouched.
+    """
+
+    def __init__(self, loaded: checkpoints.LoadedModel, *, sample: bool = False, seed: int = 0):
+        self.loaded = loaded
+        self.name = f"vae {loaded.path}"
+        self.image_size = loaded.model.image_size
+        self.device = next(loaded.model.parameters()).device
+        self.generator = torch.Generator(device=self.device).manual_seed(seed) if sample else None
+
+    @torch.no_grad()
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)
+        batch = normalise(batch.to(self.device))
+        model = self.loaded.model
+        if self.generator is None:
+            standardised = model(batch, sample=False).features
+        else:
+            mu, logvar = model.encode(batch)
+            noise = torch.randn(mu.shape, generator=self.generator, device=self.device)
+            standardised = model.decoder(mu + noise * torch.exp(0.5 * logvar))
+        return self.loaded.to_original(standardised.double().cpu().numpy())
+
+
+def load_predictor(
+    spec: str | Path | None, *, device: str = "cpu", sample: bool = False, seed: int = 0
+) -> Predictor:
+    """`prior`, a run directory or checkpoint file, or None: the latest trained run,
+    else the colour prior."""
+    if spec is None:
+        spec = checkpoints.latest_run()
+        if spec is None:
+            return _prior(sample)
+    if str(spec) == PRIOR:
+        return _prior(sample)
+    loaded = checkpoints.load_model(Path(spec), resolve_device(device))
+    return VAEPredictor(loaded, sample=sample, seed=seed)
+
+
+def _prior(sample: bool) -> PriorPredictor:
+    if sample:
+        raise UserError("--sample needs a trained model; the colour prior has no latent")
+    return PriorPredictor()
+
+
+def read(path: Path) -> bytes:
+    """A file's bytes, or ImageError; files over images.MAX_BYTES are refused unread."""
+    try:
+        size = os.stat(path).st_size
+        if path.is_dir():
+            raise images.ImageError("is a folder")
+        if size > images.MAX_BYTES:
+            raise images.ImageError("too large file", f"{size:,} bytes, limit {images.MAX_BYTES:,}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise images.ImageError("no such file") from None
+    except PermissionError:
+        raise images.ImageError("permission denied") from None
+    except OSError as exc:
+        raise images.ImageError("cannot read", exc.strerror or type(exc).__name__) from None
+
+
+def squash(data: bytes, size: int) -> np.ndarray:
+    """Validated with images.decode, then squashed as in training: uint8 (size, size, 3)."""
+    images.decode(data)
+    try:
+        return np.asarray(load_image(data, size))
+    except Exception as exc:  # decoded fine in full, failed in draft mode: still corrupt
+        raise images.ImageError("corrupt image", str(exc)) from None
+
+
+def predict_bytes(
+    items: Sequence[tuple[str, bytes]], predictor: Predictor, batch_size: int = 32
+) -> list[dict]:
+    """One result per (name, encoded image) in input order: {"image", "model",
+    "features"} or {"image", "error"}."""
+    _check_batch_size(batch_size)
+    return _predict(items, predictor, batch_size)
+
+
+def _predict(
+    items: Sequence[tuple[str, bytes | images.ImageError]], predictor: Predictor, batch_size: int
+) -> list[dict]:
+    """As predict_bytes; an ImageError in place of bytes (a file that could not be read)
+    is reported as that image's error."""
+    results: list[dict] = []
+    for start in range(0, len(items), batch_size):
+        results.extend(_predict_batch(items[start : start + batch_size], predictor))
+    return results
+
+
+def _predict_batch(
+    items: Sequence[tuple[str, bytes | images.ImageError]], predictor: Predictor
+) -> list[dict]:
+    results: list[dict] = []
+    answered: list[tuple[int, np.ndarray]] = []
+    for name, data in items:
+        try:
+            if isinstance(data, images.ImageError):
+                raise data
+            pixels = squash(data, predictor.image_size)
+        except images.ImageError as exc:
+            results.append({"image": name, "error": str(exc)})
+            continue
+        answered.append((len(results), pixels))
+        results.append({"image": name, "model": predictor.name})
+    if answered:
+        features = predictor.predict_pixels(np.stack([pixels for _, pixels in answered]))
+        for (index, _), row in zip(answered, features, strict=True):
+            results[index]["features"] = {
+                name: float(value) for name, value in zip(NAMES, row, strict=True)
+            }
+    return results
+
+
+def predict_files(
+    paths: Sequence[str | Path], predictor: Predictor, batch_size: int = 32
+) -> list[dict]:
+    """predict_bytes for files; a file that cannot be read is reported in its slot.
+
+    Files are read one batch at a time, so memory stays bounded for long lists.
+    """
+    _check_batch_size(batch_size)
+    results: list[dict] = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        items = [(str(path), _read_or_error(Path(path))) for path in chunk]
+        results.extend(_predict(items, predictor, batch_size))
+    return results
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise UserError(f"batch size must be at least 1, got {batch_size}")
+
+
+def _read_or_error(path: Path) -> bytes | images.ImageError:
+    try:
+        return read(path)
+    except images.ImageError as exc:
+        return exc
