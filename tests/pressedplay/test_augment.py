@@ -72,6 +72,26 @@ def test_p_zero_is_identity_p_one_distorts(cover, as_tensor):
     assert (distorted.int() - _tensor(cover).int()).abs().float().mean() > 10
 
 
+def test_geometric_distortions_keep_the_colours():
+    """Training's default: rotation, flips and zoom move pixels but never recolour them,
+    so a cover's colours (its mood) survive; the full set recolours a flat image."""
+    flat = Image.new("RGB", (64, 64), (200, 90, 40))
+    geometric = augment.distortions(p=1.0, kinds="geometric")
+    everything = augment.distortions(p=1.0)
+    kinds = {type(t).__name__ for t in geometric.transforms}
+    assert not kinds & {"ColorJitter", "GaussianNoise", "RandomAdjustSharpness"}
+    changed = 0
+    for seed in range(5):
+        torch.manual_seed(seed)
+        centre = geometric(flat)[:, 24:40, 24:40]
+        assert (centre == torch.tensor([200, 90, 40]).view(3, 1, 1)).all()
+        torch.manual_seed(seed)
+        changed += not (everything(flat)[:, 24:40, 24:40] == centre).all()
+    assert changed == 5
+    with pytest.raises(ValueError, match="kinds"):
+        augment.distortions(kinds="colour")
+
+
 def test_about_half_the_distortions_apply(cover):
     """With p=0.5 an image is left as it was about 1 time in 2**9."""
     transform = augment.distortions()

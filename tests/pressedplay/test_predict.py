@@ -21,7 +21,6 @@ from pressedplay.predict import (
     load_predictor,
     predict_bytes,
     predict_files,
-    resolve_device,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -200,18 +199,6 @@ def test_models_that_do_not_fit_are_refused(tmp_path):
         load_predictor(tmp_path / "nothing.pt")
     with pytest.raises(UserError, match="batch size"):
         predict_files([], load_predictor("prior"), batch_size=0)
-
-
-def test_devices():
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
-    with pytest.raises(UserError, match="unknown device"):
-        resolve_device("abacus")
-    if torch.cuda.is_available():
-        assert resolve_device("cuda").type == "cuda"
-    else:
-        with pytest.raises(UserError, match="not available"):
-            resolve_device("cuda")
 
 
 def test_cli_json_table_plot_and_exit_status(cli, tmp_path, covers):

@@ -14,7 +14,7 @@ from pressedplay.config import TrainConfig, for_run, with_overrides
 from pressedplay.config import save as save_config
 from pressedplay.errors import UserError
 from pressedplay.synth_covers import synth_covers
-from pressedplay.train import pick_device, train
+from pressedplay.train import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -213,17 +213,6 @@ def test_configuration_options_and_run_config(tmp_path):
     assert for_run(tmp_path, resume=False, feedback=False) == TrainConfig()
     assert small().difference(small(epochs=7, workers=3)) is None  # pace, not results
     assert small().difference(small(seed=1)) == "seed (0 here, 1 saved)"
-
-
-def test_devices():
-    assert pick_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "mps"
-    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
-        expected = "cpu"
-    assert pick_device("auto").type == expected
-    if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="no CUDA GPU"):
-            pick_device("cuda")
 
 
 def test_pairs_targets_train_on_every_pair(db, tmp_path):

@@ -24,10 +24,11 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from pressedplay import checkpoints, colour_stats, prior
+from pressedplay.devices import pick_device
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.loader import CoverPairs
-from pressedplay.predict import STATS_SIZE, VAEPredictor, resolve_device
+from pressedplay.predict import STATS_SIZE, VAEPredictor
 
 ALPHAS = np.logspace(-6, 3, 28)  # ridge penalties tried (per unit of weighted mean loss)
 
@@ -157,7 +158,7 @@ def evaluate(
     """
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
-    vae = VAEPredictor(checkpoints.load_model(Path(model), resolve_device(device)))
+    vae = VAEPredictor(checkpoints.load_model(Path(model), pick_device(device)))
     splits = {name: Split(db, name) for name in dict.fromkeys((split, "train", "valid"))}
     evaluated, train, valid = splits[split], splits["train"], splits["valid"]
     read = {"batch_size": batch_size, "workers": workers, "progress": progress}

@@ -19,34 +19,13 @@ import torch
 
 from pressedplay import checkpoints, colour_stats, images, prior
 from pressedplay.augment import normalise
+from pressedplay.devices import pick_device
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.loader import load_image
 
 PRIOR = "prior"
 STATS_SIZE = 128  # colour statistics are measured on covers squashed to this size
-
-
-def resolve_device(name: str | torch.device) -> torch.device:
-    """`auto`: cuda, else mps, else cpu; a named device must be available here."""
-    if str(name) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-    }
-    if not available.get(device.type, False):
-        raise UserError(f"device {name!r} is not available here; use auto or cpu")
-    return device
 
 
 class Predictor(ABC):
@@ -110,7 +89,7 @@ def load_predictor(
             return _prior(sample)
     if str(spec) == PRIOR:
         return _prior(sample)
-    loaded = checkpoints.load_model(Path(spec), resolve_device(device))
+    loaded = checkpoints.load_model(Path(spec), pick_device(device))
     return VAEPredictor(loaded, sample=sample, seed=seed)
 
 

@@ -37,6 +37,7 @@ from pressedplay import checkpoints
 from pressedplay import config as run_config
 from pressedplay.augment import eval_transform
 from pressedplay.config import TrainConfig
+from pressedplay.devices import pick_device
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.feedback import feedback_loss
@@ -72,20 +73,6 @@ class Cluster:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """auto: CUDA, else Apple's MPS, else the CPU; an unavailable choice is a UserError."""
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if name == "auto":
-        name = "cuda" if cuda else "mps" if mps else "cpu"
-    if name == "cuda":
-        if not cuda:
-            raise UserError("--device cuda: no CUDA GPU is available")
-        return torch.device("cuda", local_rank)
-    if name == "mps" and not mps:
-        raise UserError("--device mps: Apple's MPS is not available here")
-    return torch.device(name)
 
 
 @contextmanager
