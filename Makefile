@@ -47,7 +47,7 @@ $(DEMO)/covers.db:
 # A brief pressedplay training run on those covers.
 $(DEMO)/pressedplay-run/best.pt: $(DEMO)/covers.db
 	rm -rf $(DEMO)/pressedplay-run
-	$(DEMO_PP) train $(DEMO)/pressedplay-run --db $(DEMO)/covers.db --epochs 10
+	$(DEMO_PP) train $(DEMO)/pressedplay-run --db $(DEMO)/covers.db --epochs 30
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -35,6 +35,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console(soft_wrap=True)
+if not out.is_terminal:  # piped or redirected: rich's 80 columns would cut tables short
+    out.width = 160
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -835,7 +837,8 @@ def generate_command(
         if result["genres"]:
             out.print("genres: " + ", ".join(result["genres"]), highlight=False)
         out.print(_feature_table([{"image": str(image), "features": features}]))
-        table = Table("#", "track", "artist", "genres", "distance", "link")
+        table = Table("#", "track", "artist", "genres", "distance")
+        table.add_column("link", overflow="fold")  # folded in a narrow terminal, never cut
         for position, track in enumerate(result["tracks"], 1):
             table.add_row(
                 str(position),
