@@ -10,6 +10,8 @@ For the user's account it also answers the authorization-code and refresh-token 
 GET /me, GET /me/top/artists (genres absent, empty or given), POST /me/playlists, POST
 /playlists/{id}/items (at most 100 URIs) and PUT /playlists/{id}/images (a base64 JPEG of
 at most 256 KB), each refusing a token without the scope it needs, as Spotify does.
+GET /authorize stands for the consent page: it sends the browser straight back to the
+redirect URI with the code and the state (or `error=access_denied` when `consent` is off).
 """
 
 from __future__ import annotations
@@ -192,6 +194,8 @@ class FakeSpotify:
         self.granted_scopes: set[str] = set(USER_SCOPES)  # what the user consented to
         self.created: dict[str, CreatedPlaylist] = {}
         self.token_grants: list[str] = []  # grant_type of each successful token request
+        self.consent = True  # what the user answers on the consent page
+        self.authorizations: list[dict[str, str]] = []  # the query of each consent page shown
         self._rng = random.Random(1234)
         self._throttle: list[tuple[str, str]] = []  # (path prefix, Retry-After) per 429
         self._failures: list[tuple[str, str, int]] = []  # (method, path prefix, status)
@@ -300,6 +304,8 @@ class FakeSpotify:
                 if method == verb and path.startswith(prefix):
                     del self._failures[i]
                     return status, _error(status, "Server error"), {}
+        if method == "GET" and path == "/authorize":
+            return self._authorize(query)
         if method == "POST" and path == "/api/token":
             return self._token(headers, body)
         if path.startswith("/images/"):
@@ -355,6 +361,19 @@ class FakeSpotify:
             "scope": " ".join(sorted(self.granted_scopes)),
         }
         return {**answer, "refresh_token": REFRESH_TOKEN} if refresh else answer
+
+    def _authorize(self, query: dict) -> tuple[int, dict | None, dict]:
+        """The consent page, answered at once: back to redirect_uri with code and state."""
+        if query.get("client_id") != CLIENT_ID:
+            return 400, _error(400, "INVALID_CLIENT: Invalid client"), {}
+        if query.get("response_type") != "code" or not query.get("redirect_uri"):
+            return 400, _error(400, "unsupported_response_type"), {}
+        with self._lock:
+            self.authorizations.append(dict(query))
+        answer = {"code": AUTH_CODE} if self.consent else {"error": "access_denied"}
+        if "state" in query:
+            answer["state"] = query["state"]
+        return 302, None, {"Location": f"{query['redirect_uri']}?{urlencode(answer)}"}
 
     def _image(self, path: str) -> tuple[int, dict | bytes, dict]:
         # /images/{playlist id}/{index}.jpg

@@ -919,6 +919,34 @@ def feedback_command(
     )
 
 
+@app.command("serve")
+def serve_command(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0: every network interface).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
+    model: ModelOption = None,
+    catalog: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Catalog name or .db file [default: tidytuesday]."),
+    ] = None,
+    feedback_db: Annotated[
+        Path | None,
+        typer.Option(help="Feedback database [default: feedback.db in the data folder]."),
+    ] = None,
+    device: DeviceOption = "cpu",
+) -> None:
+    """The web page: drop a picture, see its features and playlist, refine it by genre,
+    like or dislike it, save it to Spotify. Its JSON API is described at /openapi.json."""
+    from pressedplay.server import bind, create_app, serve, url
+
+    _inference_threads(device)
+    web = create_app(model=model, catalog=catalog, feedback_db=feedback_db, device=device)
+    sock = bind(host, port)
+    out.print(f"pressedplay: open {url(sock)} (Ctrl+C stops)", highlight=False)
+    serve(web, sock)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 2 bad input, 130 interrupted."""
     try:
