@@ -25,6 +25,7 @@ demo: $(DEMO)/run/config.json $(DEMO)/pressedplay-run/best.pt
 	$(DEMO_PP) evaluate $(DEMO)/pressedplay-run --db $(DEMO)/covers.db --split test
 	$(DEMO_PP) predict examples/sunset.jpg --model $(DEMO)/pressedplay-run --plot $(DEMO)/radar.png
 	$(DEMO_PP) generate examples/sunset.jpg --model $(DEMO)/pressedplay-run --catalog synth --n 10
+	$(DEMO_PP) generate examples/sunset.jpg --model $(DEMO)/pressedplay-run --continue $(DEMO)/run --n 10
 	@echo "trecs model: $(DEMO)/run (curves: $(DEMO)/run/metrics.jsonl); plot: $(DEMO)/evaluation.png"
 	@echo "pressedplay model: $(DEMO)/pressedplay-run; radar chart: $(DEMO)/radar.png"
 

@@ -785,15 +785,74 @@ def generate_command(
             "without --genre, filter by your top artists' genres.",
         ),
     ] = False,
+    continue_: Annotated[
+        Path | None,
+        typer.Option(
+            "--continue",
+            metavar="TRECS_RUN",
+            help="Seed tracks nearest the picture, continued by this trecs run's transformer "
+            "and reranked toward the picture (needs pressedplay[trecs]).",
+        ),
+    ] = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="MPD_DB",
+            help="With --continue: the trecs database with audio features [default: the run's].",
+        ),
+    ] = None,
+    feature_weight: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="With --continue: 0 ranks the transformer's candidates by its score alone, "
+            "1 by distance to the picture's features alone [default: 0.6].",
+        ),
+    ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="With --continue: seed tracks, nearest the picture, one per artist [5]."
+        ),
+    ] = None,
+    candidates: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="With --continue: the transformer's best tracks reranked per step [100]."
+        ),
+    ] = None,
     device: DeviceOption = "cpu",
 ) -> None:
-    """A playlist of catalog tracks whose features are nearest to the picture's."""
+    """A playlist of catalog tracks whose features are nearest to the picture's, or with
+    --continue a trecs transformer's continuation of the picture's nearest tracks."""
     from pressedplay.playlist import generate, genres_for_user, to_m3u
 
     if format_ not in ("table", "json", "m3u"):
         raise UserError(f"--format {format_!r}: expected table, json or m3u")
     if genre_mapping is not None and not spotify:
         raise UserError("--genre-mapping goes with --spotify (it maps your top artists' genres)")
+    continuing = {
+        "--db": db,
+        "--feature-weight": feature_weight,
+        "--seeds": seeds,
+        "--candidates": candidates,
+    }
+    if continue_ is None:
+        given = [name for name, value in continuing.items() if value is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} only go with --continue TRECS_RUN")
+    else:
+        from pressedplay import continuation
+
+        given = [o for o, v in (("--catalog", catalog), ("--genre", genre)) if v is not None]
+        given += ["--genre-mapping"] if genre_mapping is not None else []
+        if given:
+            raise UserError(
+                f"{', '.join(given)} do not apply with --continue: its tracks come from the "
+                "trecs database (--db)"
+            )
+        continuation.require_trecs()  # before the picture's features are predicted
     features, model_name = _predict_one(image, model, device)
     client = None
     genres = genre or None
@@ -807,12 +866,30 @@ def generate_command(
         url = login_url(client)
         if url:
             err.print(f"log in to Spotify in the browser window that opens, or open: {url}")
-        if genres is None:
+        if genres is None and continue_ is None:
             mapping = load_mapping(genre_mapping) if genre_mapping is not None else None
             known = catalog_info(catalog)["genres"]
             genres, note = genres_for_user(client, list(known), mapping)
             genres = genres or None
-    result = generate(features, catalog=catalog, genres=genres, n=n, max_per_artist=max_per_artist)
+    if continue_ is None:
+        result = generate(
+            features, catalog=catalog, genres=genres, n=n, max_per_artist=max_per_artist
+        )
+    else:
+        weight = continuation.DEFAULT_FEATURE_WEIGHT if feature_weight is None else feature_weight
+        result = continuation.load_continuer(continue_, db).continue_playlist(
+            features,
+            n=n,
+            feature_weight=weight,
+            seeds=seeds or continuation.DEFAULT_SEEDS,
+            candidates=candidates or continuation.DEFAULT_CANDIDATES,
+            max_per_artist=max_per_artist,
+        )
+        if len(result["tracks"]) < n:
+            note = (
+                f"only {len(result['tracks'])} tracks: the run knows no more tracks with "
+                "audio features under the artist cap"
+            )
     result["model"] = model_name
     if note:
         err.print(f"notice: {note}", highlight=False)
@@ -832,6 +909,21 @@ def generate_command(
         print(json.dumps(result))
     elif format_ == "m3u":
         sys.stdout.write(to_m3u(result))
+    elif continue_ is not None:
+        out.print(
+            f"model: {model_name}; trecs run: {result['trecs_run']}; database: {result['db']}; "
+            f"feature weight: {result['feature_weight']:g}",
+            highlight=False,
+        )
+        out.print(_feature_table([{"image": str(image), "features": features}]))
+        for title, rows in (("seeds", result["seeds"]), ("continuation", result["tracks"])):
+            scored = ("log p", "rank") if title == "continuation" else ()
+            table = Table("#", "track", "artist", *scored, "distance", "link", title=title)
+            for position, track in enumerate(rows, 1):
+                scores = (f"{track['score']:.2f}", str(track["rank"])) if scored else ()
+                row = (track["name"], track["artist"], *scores, f"{track['distance']:.2f}")
+                table.add_row(str(position), *row, track["url"])
+            out.print(table)
     else:
         out.print(f"model: {model_name}; catalog: {result['catalog']}", highlight=False)
         if result["genres"]:
