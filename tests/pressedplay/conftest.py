@@ -63,3 +63,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def picture(tmp_path):
+    """A small sunset-like PNG: orange sky over a dark purple band."""
+    from PIL import Image
+
+    path = tmp_path / "sunset.png"
+    image = Image.new("RGB", (320, 200), (250, 120, 30))
+    image.paste((40, 20, 90), (0, 120, 320, 200))
+    image.save(path)
+    return path

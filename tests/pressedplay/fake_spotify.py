@@ -23,8 +23,10 @@ import random
 import re
 import string
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from PIL import Image
@@ -645,3 +647,18 @@ def _track(rng: random.Random, name: str) -> Track:
     features = {f: round(rng.uniform(0, 1), 4) for f in NAMES}
     features["loudness"] = round(rng.uniform(-30, -2), 3)
     return Track(spotify_id(rng), name, f"artist of {name}", features)
+
+
+def seed_login(path: Path, *, expired: bool = False, refresh: str = REFRESH_TOKEN) -> None:
+    """The token cache spotipy leaves after the browser step of a login (tests have no
+    browser): valid for an hour, or already expired so that the client must refresh."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = {
+        "access_token": "stale-token" if expired else USER_TOKEN,
+        "token_type": "Bearer",
+        "expires_in": 3600,
+        "expires_at": int(time.time()) + (-10 if expired else 3600),
+        "refresh_token": refresh,
+        "scope": " ".join(sorted(USER_SCOPES)),
+    }
+    path.write_text(json.dumps(token))

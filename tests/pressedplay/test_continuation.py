@@ -23,7 +23,7 @@ import pytest
 from pressedplay import feedback
 from pressedplay.continuation import DEFAULT_FEATURE_WEIGHT, Continuer, blend, load_continuer
 from pressedplay.features import NAMES
-from pressedplay.spotify import USER_SCOPES, token_cache_path
+from pressedplay.spotify import token_cache_path
 from trecs.build_db import build_database
 from trecs.config import LossConfig, ModelConfig, OptimizerConfig, TrainConfig
 from trecs.generate import Generator, Settings
@@ -309,20 +309,7 @@ def test_cli_saves_the_continuation_to_spotify(cli, trecs_run, fake_spotify, tmp
     monkeypatch.setenv("SPOTIFY_REDIRECT_URI", "http://127.0.0.1:8888/callback")
     monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_API_URL", fake_spotify.api_url)
     monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_ACCOUNTS_URL", fake_spotify.accounts_url)
-    cache = token_cache_path()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(
-        json.dumps(
-            {
-                "access_token": fs.USER_TOKEN,
-                "token_type": "Bearer",
-                "expires_in": 3600,
-                "expires_at": int(time.time()) + 3600,
-                "refresh_token": fs.REFRESH_TOKEN,
-                "scope": " ".join(USER_SCOPES),
-            }
-        )
-    )
+    fs.seed_login(token_cache_path())
     result = cli(
         "generate", EXAMPLE, "--model", "prior", "--continue", trecs_run["run"], "--db",
         trecs_run["db"], "--n", 4, "--spotify", "--format", "json",

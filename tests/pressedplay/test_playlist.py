@@ -17,7 +17,7 @@ from pressedplay import feedback
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.playlist import generate, genres_for_user, load_index, to_m3u
-from pressedplay.spotify import USER_SCOPES, make_user_client, token_cache_path
+from pressedplay.spotify import make_user_client, token_cache_path
 
 SAMPLE = Path(__file__).parent / "fixtures" / "spotify_songs_sample.csv"
 TIDYTUESDAY = ["edm", "rap", "r&b", "pop", "latin", "rock"]
@@ -101,23 +101,9 @@ def test_m3u_round_trips_through_feedback(default_catalog, tmp_path) -> None:
 
 
 # --- genres from the user's Spotify account ---------------------------------------------
-def seed_login(path: Path) -> None:
-    """The token cache a browser login leaves (tests have no browser)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = {
-        "access_token": fs.USER_TOKEN,
-        "token_type": "Bearer",
-        "expires_in": 3600,
-        "expires_at": int(time.time()) + 3600,
-        "refresh_token": fs.REFRESH_TOKEN,
-        "scope": " ".join(USER_SCOPES),
-    }
-    path.write_text(json.dumps(token))
-
-
 @pytest.fixture
 def sp(fake_spotify, tmp_path):
-    seed_login(tmp_path / "token.json")
+    fs.seed_login(tmp_path / "token.json")
     return make_user_client(
         fs.CLIENT_ID,
         fs.CLIENT_SECRET,
@@ -161,13 +147,6 @@ def test_genres_that_match_nothing_are_named(fake_spotify, sp) -> None:
 
 
 # --- the command ------------------------------------------------------------------------
-@pytest.fixture
-def picture(tmp_path) -> Path:
-    path = tmp_path / "sunset.png"
-    image = Image.new("RGB", (320, 200), (250, 120, 30))
-    image.paste((40, 20, 90), (0, 120, 320, 200))
-    image.save(path)
-    return path
 
 
 def test_cli_generate_json(default_catalog, picture, cli) -> None:
@@ -213,7 +192,7 @@ def spotify_login(fake_spotify, home, monkeypatch, tmp_path):
     monkeypatch.setenv("SPOTIFY_REDIRECT_URI", "http://127.0.0.1:8888/callback")
     monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_API_URL", fake_spotify.api_url)
     monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_ACCOUNTS_URL", fake_spotify.accounts_url)
-    seed_login(token_cache_path())
+    fs.seed_login(token_cache_path())
     return fake_spotify
 
 

@@ -60,15 +60,6 @@ def base(home, feedback_db) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def picture(tmp_path) -> Path:
-    path = tmp_path / "sunset.png"
-    image = Image.new("RGB", (320, 200), (250, 120, 30))
-    image.paste((40, 20, 90), (0, 120, 320, 200))
-    image.save(path)
-    return path
-
-
 def upload(path: Path, data: bytes | None = None) -> dict:
     return {"file": (path.name, path.read_bytes() if data is None else data, "image/png")}
 

@@ -37,20 +37,6 @@ from pressedplay.spotify import (
 REDIRECT = "http://127.0.0.1:8888/callback"
 
 
-def seed_token(path: Path, *, expired: bool = False, refresh: str = fs.REFRESH_TOKEN) -> None:
-    """A login as spotipy caches it after the browser step (tests have no browser)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = {
-        "access_token": "stale-token" if expired else fs.USER_TOKEN,
-        "token_type": "Bearer",
-        "expires_in": 3600,
-        "expires_at": int(time.time()) + (-10 if expired else 3600),
-        "refresh_token": refresh,
-        "scope": " ".join(USER_SCOPES),
-    }
-    path.write_text(json.dumps(token))
-
-
 def client_for(fake: fs.FakeSpotify, cache: Path):
     return make_user_client(
         fs.CLIENT_ID,
@@ -67,7 +53,7 @@ def client_for(fake: fs.FakeSpotify, cache: Path):
 @pytest.fixture
 def logged_in(fake_spotify, tmp_path):
     cache = tmp_path / "token.json"
-    seed_token(cache)
+    fs.seed_login(cache)
     return client_for(fake_spotify, cache)
 
 
@@ -109,7 +95,7 @@ def test_login_by_authorization_code_is_cached_privately(fake_spotify, tmp_path)
 
 def test_expired_login_is_refreshed_and_saved(fake_spotify, tmp_path) -> None:
     cache = tmp_path / "token.json"
-    seed_token(cache, expired=True)
+    fs.seed_login(cache, expired=True)
     sp = client_for(fake_spotify, cache)
     assert sp.me()["id"] == fs.USER_ID
     assert fake_spotify.token_grants == ["refresh_token"]
@@ -120,7 +106,7 @@ def test_expired_login_is_refreshed_and_saved(fake_spotify, tmp_path) -> None:
 
 def test_revoked_login_says_how_to_log_in_again(fake_spotify, tmp_path) -> None:
     cache = tmp_path / "token.json"
-    seed_token(cache, expired=True, refresh="revoked")
+    fs.seed_login(cache, expired=True, refresh="revoked")
     with pytest.raises(UserError, match="refused the login \\(invalid_grant\\)") as info:
         top_artist_genres(client_for(fake_spotify, cache))
     assert f"delete {cache}" in str(info.value)
@@ -152,7 +138,7 @@ def test_user_client_uses_the_token_cache_in_data_home(fake_spotify, tmp_path, m
     monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_API_URL", fake_spotify.api_url)
     monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_ACCOUNTS_URL", fake_spotify.accounts_url)
     assert token_cache_path() == tmp_path / "home" / "spotify-user-token.json"
-    seed_token(token_cache_path())
+    fs.seed_login(token_cache_path())
     sp = user_client(None)
     assert login_url(sp) is None and sp.me()["id"] == fs.USER_ID
 
@@ -186,7 +172,7 @@ def test_top_artists_without_permission(fake_spotify, logged_in) -> None:
 
 def test_an_app_token_is_not_a_login(fake_spotify, tmp_path) -> None:
     cache = tmp_path / "token.json"
-    seed_token(cache)
+    fs.seed_login(cache)
     cache.write_text(cache.read_text().replace(fs.USER_TOKEN, fs.TOKEN))
     with pytest.raises(UserError, match="refused the login token \\(401\\)"):
         top_artist_genres(client_for(fake_spotify, cache))
@@ -338,7 +324,7 @@ def test_cover_jpeg_refuses_non_images(data) -> None:
 
 def test_secrets_stay_out_of_spotipys_debug_log(fake_spotify, tmp_path, caplog) -> None:
     cache = tmp_path / "token.json"
-    seed_token(cache, expired=True)
+    fs.seed_login(cache, expired=True)
     caplog.set_level(logging.DEBUG)
     sp = client_for(fake_spotify, cache)
     create_playlist(sp, "mix", "", track_ids(2), noisy_image(32, 32))

@@ -473,6 +473,14 @@ ModelOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
+CatalogOption = Annotated[
+    str | None,
+    typer.Option(metavar="NAME", help="Catalog name or .db file [default: tidytuesday]."),
+]
+FeedbackDbOption = Annotated[
+    Path | None,
+    typer.Option(help="Feedback database [default: feedback.db in the data folder]."),
+]
 
 
 @app.command("train")
@@ -528,10 +536,7 @@ def train_command(
         bool,
         typer.Option(help="Fine-tune RUN_DIR's model with the likes and dislikes stored."),
     ] = False,
-    feedback_db: Annotated[
-        Path | None,
-        typer.Option(help="Feedback database [default: feedback.db in the data folder]."),
-    ] = None,
+    feedback_db: FeedbackDbOption = None,
     feedback_weight: Annotated[
         float | None, typer.Option(min=0.0, help="Weight of the feedback loss [1.0].")
     ] = None,
@@ -759,10 +764,7 @@ def _predict_one(image: Path, model: str | None, device: str) -> tuple[dict, str
 def generate_command(
     image: Annotated[Path, typer.Argument(metavar="IMG", help="The picture to match.")],
     model: ModelOption = None,
-    catalog: Annotated[
-        str | None,
-        typer.Option(metavar="NAME", help="Catalog name or .db file [default: tidytuesday]."),
-    ] = None,
+    catalog: CatalogOption = None,
     genre: Annotated[
         list[str] | None,
         typer.Option(metavar="G", help="Keep tracks of this catalog genre (repeatable)."),
@@ -961,14 +963,8 @@ def feedback_command(
         ),
     ] = None,
     model: ModelOption = None,
-    catalog: Annotated[
-        str | None,
-        typer.Option(metavar="NAME", help="Catalog giving the playlist's features [tidytuesday]."),
-    ] = None,
-    feedback_db: Annotated[
-        Path | None,
-        typer.Option(help="Feedback database [default: feedback.db in the data folder]."),
-    ] = None,
+    catalog: CatalogOption = None,
+    feedback_db: FeedbackDbOption = None,
     device: DeviceOption = "cpu",
     json_: JsonOption = False,
 ) -> None:
@@ -1018,14 +1014,8 @@ def serve_command(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
     model: ModelOption = None,
-    catalog: Annotated[
-        str | None,
-        typer.Option(metavar="NAME", help="Catalog name or .db file [default: tidytuesday]."),
-    ] = None,
-    feedback_db: Annotated[
-        Path | None,
-        typer.Option(help="Feedback database [default: feedback.db in the data folder]."),
-    ] = None,
+    catalog: CatalogOption = None,
+    feedback_db: FeedbackDbOption = None,
     device: DeviceOption = "cpu",
 ) -> None:
     """The web page: drop a picture, see its features and playlist, refine it by genre,
