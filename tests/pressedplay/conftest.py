@@ -75,3 +75,20 @@ def picture(tmp_path):
     image.paste((40, 20, 90), (0, 120, 320, 200))
     image.save(path)
     return path
+
+
+@pytest.fixture
+def spotify_login(fake_spotify, monkeypatch, tmp_path):
+    """Credentials and the fake's URLs in the environment, a login in the token cache of a
+    fresh PRESSEDPLAY_HOME: what a user has after their first `--spotify` login."""
+    from pressedplay.spotify import token_cache_path
+
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SPOTIFY_CLIENT_ID", _fake_spotify.CLIENT_ID)
+    monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", _fake_spotify.CLIENT_SECRET)
+    monkeypatch.setenv("SPOTIFY_REDIRECT_URI", "http://127.0.0.1:8888/callback")
+    monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_API_URL", fake_spotify.api_url)
+    monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_ACCOUNTS_URL", fake_spotify.accounts_url)
+    _fake_spotify.seed_login(token_cache_path())
+    return fake_spotify

@@ -16,14 +16,12 @@ from collections import Counter
 from contextlib import closing
 from pathlib import Path
 
-import fake_spotify as fs
 import numpy as np
 import pytest
 
 from pressedplay import feedback
 from pressedplay.continuation import DEFAULT_FEATURE_WEIGHT, Continuer, blend, load_continuer
 from pressedplay.features import NAMES
-from pressedplay.spotify import token_cache_path
 from trecs.build_db import build_database
 from trecs.config import LossConfig, ModelConfig, OptimizerConfig, TrainConfig
 from trecs.generate import Generator, Settings
@@ -300,26 +298,18 @@ def test_cli_bad_input_is_one_line(cli, trecs_run, tmp_path):
     assert "trecs build-db --features" in error("--continue", run, "--db", tmp_path / "bare.db")
 
 
-def test_cli_saves_the_continuation_to_spotify(cli, trecs_run, fake_spotify, tmp_path, monkeypatch):
+def test_cli_saves_the_continuation_to_spotify(cli, trecs_run, spotify_login):
     """No genre filter is looked for (the MPD has none): the playlist is the continuation."""
-    monkeypatch.chdir(tmp_path)  # no .env of the developer's
-    monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SPOTIFY_CLIENT_ID", fs.CLIENT_ID)
-    monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", fs.CLIENT_SECRET)
-    monkeypatch.setenv("SPOTIFY_REDIRECT_URI", "http://127.0.0.1:8888/callback")
-    monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_API_URL", fake_spotify.api_url)
-    monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_ACCOUNTS_URL", fake_spotify.accounts_url)
-    fs.seed_login(token_cache_path())
     result = cli(
         "generate", EXAMPLE, "--model", "prior", "--continue", trecs_run["run"], "--db",
         trecs_run["db"], "--n", 4, "--spotify", "--format", "json",
     )  # fmt: skip
     assert result.code == 0, result.err
     data = json.loads(result.out)
-    (made,) = fake_spotify.created.values()
+    (made,) = spotify_login.created.values()
     assert made.uris == [f"spotify:track:{t['id']}" for t in data["tracks"]]
     assert made.cover and data["spotify"]["url"].endswith(made.id)
-    assert not fake_spotify.calls("/v1/me/top/")
+    assert not spotify_login.calls("/v1/me/top/")
 
 
 BLOCKED = """

@@ -17,7 +17,7 @@ from pressedplay import feedback
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.playlist import generate, genres_for_user, load_index, to_m3u
-from pressedplay.spotify import make_user_client, token_cache_path
+from pressedplay.spotify import make_user_client
 
 SAMPLE = Path(__file__).parent / "fixtures" / "spotify_songs_sample.csv"
 TIDYTUESDAY = ["edm", "rap", "r&b", "pop", "latin", "rock"]
@@ -181,19 +181,6 @@ def test_cli_generate_bad_input_is_one_line(home, picture, cli, tmp_path) -> Non
     junk.write_bytes(b"<html>")
     corrupt = cli("generate", junk, "--model", "prior")
     assert corrupt.code == 2 and corrupt.err.startswith("error: ") and "not an image" in corrupt.err
-
-
-@pytest.fixture
-def spotify_login(fake_spotify, home, monkeypatch, tmp_path):
-    """Credentials and the fake's URLs in the environment, a login in the token cache."""
-    monkeypatch.chdir(tmp_path)  # no .env of the developer's
-    monkeypatch.setenv("SPOTIFY_CLIENT_ID", fs.CLIENT_ID)
-    monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", fs.CLIENT_SECRET)
-    monkeypatch.setenv("SPOTIFY_REDIRECT_URI", "http://127.0.0.1:8888/callback")
-    monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_API_URL", fake_spotify.api_url)
-    monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_ACCOUNTS_URL", fake_spotify.accounts_url)
-    fs.seed_login(token_cache_path())
-    return fake_spotify
 
 
 def test_cli_generate_to_spotify_with_top_artist_genres(
