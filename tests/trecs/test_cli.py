@@ -67,22 +67,11 @@ def test_console_script_has_no_traceback(tmp_path):
     assert proc.stderr.strip() == f"error: {tmp_path / 'nope'}: no such file or directory"
 
 
-@pytest.fixture(scope="module")
-def long_mpd_dir(tmp_path_factory):
-    """10,000 playlists: a build of about a second, so that a loaded machine still signals
-    the child mid-build (with 2,500 the build could finish between poll and signal)."""
-    from trecs.synth import synth_mpd
-
-    out = tmp_path_factory.mktemp("long") / "mpd"
-    synth_mpd(out, playlists=10_000, tracks=3000, seed=7, make_zip=False)
-    return out
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
-def test_interrupted_build_leaves_no_database(long_mpd_dir, tmp_path, sig):
+def test_interrupted_build_leaves_no_database(mpd_dir, tmp_path, sig):
     out = tmp_path / "mpd.db"
     proc = subprocess.Popen(
-        [sys.executable, "-c", ENTRY, "build-db", str(out), str(long_mpd_dir), "--workers", "1"],
+        [sys.executable, "-c", ENTRY, "build-db", str(out), str(mpd_dir), "--workers", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
