@@ -132,7 +132,14 @@ def test_interrupted_cli_build_resumes(tmp_path):
     args = [sys.executable, "-c", "from pressedplay.cli import main; main()", "build-db", str(out),
             "--source", "folder", str(folder), "--labels", str(folder / "labels.csv"),
             "--workers", "1", "--json"]  # fmt: skip
-    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default, as from a terminal (a background job starts with it ignored).
+    child = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     partial = partial_path(out)
     wal = Path(f"{partial}-wal")  # covers are committed to the write-ahead log first
 

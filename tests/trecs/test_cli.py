@@ -75,6 +75,9 @@ def test_interrupted_build_leaves_no_database(mpd_dir, tmp_path, sig):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a shell's background job (`.ci/run &`) starts with SIGINT
+        # ignored, children inherit that, and Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 30
     while not list(tmp_path.glob(".mpd.db.*.tmp")):
