@@ -117,6 +117,14 @@ def test_info_errors(cli, tmp_path):
     assert junk.code == 2 and junk.out == "" and "not a sqlite database" in junk.err
 
 
+# Ctrl-C raises KeyboardInterrupt, as in a terminal: a shell's background job (`.ci/run &`)
+# starts with SIGINT ignored, and a Python child would inherit that and never see it.
+INTERRUPTIBLE = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from pressedplay.cli import main; main()"
+)
+
+
 def test_interrupted_cli_build_resumes(tmp_path):
     """A real `pressedplay build-db` process stopped with Ctrl-C, then run again."""
     folder = tmp_path / "covers"
@@ -129,17 +137,10 @@ def test_interrupted_cli_build_resumes(tmp_path):
     with open(folder / "labels.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([["image", *NAMES], *rows])
     out = tmp_path / "covers.db"
-    args = [sys.executable, "-c", "from pressedplay.cli import main; main()", "build-db", str(out),
+    args = [sys.executable, "-c", INTERRUPTIBLE, "build-db", str(out),
             "--source", "folder", str(folder), "--labels", str(folder / "labels.csv"),
             "--workers", "1", "--json"]  # fmt: skip
-    # SIGINT at its default, as from a terminal (a background job starts with it ignored).
-    child = subprocess.Popen(
-        args,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     partial = partial_path(out)
     wal = Path(f"{partial}-wal")  # covers are committed to the write-ahead log first
 
