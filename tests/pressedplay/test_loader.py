@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 
 import numpy as np
@@ -259,3 +261,19 @@ def test_iterating_a_loader_leaves_the_global_generator_alone(db):
         _batches(loader)
         _batches(loader)
         assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_workers_are_not_forked_from_a_process_running_jax():
+    """Forking a process with JAX's threads can deadlock: such a process gets a forkserver."""
+    script = (
+        "import sys\n"
+        "from pressedplay.loader import worker_context\n"
+        "before = worker_context(2)\n"
+        "import jax\n"
+        "after = worker_context(2)\n"
+        "print(before is None, after.get_start_method(), worker_context(0) is None)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["True", "forkserver", "True"]

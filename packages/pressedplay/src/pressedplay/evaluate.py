@@ -27,7 +27,7 @@ from pressedplay import checkpoints, colour_stats, prior
 from pressedplay.devices import pick_device
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
-from pressedplay.loader import CoverPairs
+from pressedplay.loader import CoverPairs, worker_context
 from pressedplay.predict import STATS_SIZE, VAEPredictor
 
 ALPHAS = np.logspace(-6, 3, 28)  # ridge penalties tried (per unit of weighted mean loss)
@@ -78,7 +78,12 @@ class Split:
         """Each function applied to batches of the covers (uint8 (b, size, size, 3)),
         concatenated in cover order: streaming, so a split is never held as pixels."""
         covers = self.covers if size == self.covers.size else self.cover_images(size)
-        loader = DataLoader(covers, batch_size=batch_size, num_workers=workers)
+        loader = DataLoader(
+            covers,
+            batch_size=batch_size,
+            num_workers=workers,
+            multiprocessing_context=worker_context(workers),
+        )
         outputs: list[list[np.ndarray]] = [[] for _ in functions]
         for images, _, _ in loader:
             pixels = images.permute(0, 2, 3, 1).numpy()

@@ -15,8 +15,10 @@ size or resume point.
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import sqlite3
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import closing
@@ -298,8 +300,18 @@ def make_loader(
         ),
         num_workers=workers,
         persistent_workers=workers > 0,
+        multiprocessing_context=worker_context(workers),
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def worker_context(workers: int) -> multiprocessing.context.BaseContext | None:
+    """Workers are forked (fastest), except from a process in which JAX already runs its
+    threads (trecs in the same notebook or test session): forking that can deadlock, so
+    they then come from a fresh forkserver process instead."""
+    if workers > 0 and "jax" in sys.modules:
+        return multiprocessing.get_context("forkserver")
+    return None
 
 
 def _feature_stats(conn: sqlite3.Connection, db: Path) -> tuple[np.ndarray, np.ndarray]:
