@@ -29,7 +29,7 @@ from PIL import Image
 from pressedplay import catalog as catalog_mod
 from pressedplay import feedback
 from pressedplay.features import NAMES
-from pressedplay.server import MAX_BODY, MAX_UPLOAD, create_app, running
+from pressedplay.server import LOCAL_HOSTS, MAX_BODY, MAX_UPLOAD, create_app, hosts_for, running
 from pressedplay.spotify import token_cache_path
 
 SAMPLE = Path(__file__).parent / "fixtures" / "spotify_songs_sample.csv"
@@ -205,6 +205,18 @@ def test_posts_from_another_sites_page_are_refused(base, picture, feedback_db) -
         base + "/api/feedback", files=upload(picture), data=form, headers=headers, timeout=30
     )
     assert stored.status_code == 200, stored.text
+
+
+def test_only_this_machines_names_are_served(base) -> None:
+    """A rebound DNS name (evil.example -> 127.0.0.1) must not reach the local server."""
+    port = urlsplit(base).port
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        assert requests.get(base + "/api/config", headers={"Host": host}, timeout=30).ok
+    refused = requests.get(base + "/api/config", headers={"Host": "evil.example"}, timeout=30)
+    assert refused.status_code == 400
+    assert hosts_for("127.0.0.1") == LOCAL_HOSTS
+    assert hosts_for("192.168.1.5") == ("192.168.1.5", *LOCAL_HOSTS)
+    assert hosts_for("0.0.0.0") == ("*",)  # every interface: reachable under any name
 
 
 # --- the 10 MB limit -------------------------------------------------------------------

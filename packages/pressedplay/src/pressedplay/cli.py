@@ -1020,10 +1020,16 @@ def serve_command(
 ) -> None:
     """The web page: drop a picture, see its features and playlist, refine it by genre,
     like or dislike it, save it to Spotify. Its JSON API is described at /openapi.json."""
-    from pressedplay.server import bind, create_app, serve, url
+    from pressedplay.server import bind, create_app, hosts_for, serve, url
 
     _inference_threads(device)
-    web = create_app(model=model, catalog=catalog, feedback_db=feedback_db, device=device)
+    web = create_app(
+        model=model,
+        catalog=catalog,
+        feedback_db=feedback_db,
+        device=device,
+        allowed_hosts=hosts_for(host),
+    )
     sock = bind(host, port)
     out.print(f"pressedplay: open {url(sock)} (Ctrl+C stops)", highlight=False)
     serve(web, sock)

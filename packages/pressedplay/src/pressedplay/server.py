@@ -36,6 +36,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pressedplay import __version__, feedback, images, spotify
@@ -48,6 +49,8 @@ from pressedplay.predict import load_predictor, predict_bytes
 MAX_UPLOAD = 10 * 1024 * 1024  # bytes of the image itself
 # The whole request: the image plus the multipart envelope and the other fields.
 MAX_BODY = MAX_UPLOAD + 64 * 1024
+# The names a browser uses for this machine: the only Host headers served by default.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_TRACKS = 100
 STATE_COOKIE = "pressedplay_login_state"
 _TRACK_ID = re.compile(r"[0-9A-Za-z]{22}")
@@ -279,13 +282,15 @@ def create_app(
     feedback_db: Path | None = None,
     device: str = "cpu",
     env_file: Path | None = Path(".env"),
+    allowed_hosts: Sequence[str] = LOCAL_HOSTS,
 ) -> FastAPI:
     """The app for one model (as `predict --model`), one catalog (as `generate --catalog`)
     and one feedback database (default: the data folder's). Spotify is offered when
     SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET are in the environment or `env_file`.
 
     The model, the catalog and the packaged page are loaded here, so a wrong name fails
-    before anything is served.
+    before anything is served. Requests naming another Host are refused (400): a web page
+    elsewhere could otherwise reach this local server through a rebound DNS name.
     """
     predictor = load_predictor(model, device=device)
     catalog_path = resolve_catalog(catalog)
@@ -307,7 +312,8 @@ def create_app(
         redoc_url=None,
     )
     app.add_middleware(_BodyLimit, limit=MAX_BODY)
-    app.add_middleware(_SameOrigin)  # added last: runs first
+    app.add_middleware(_SameOrigin)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))  # runs first
     _add_error_handlers(app)
 
     def predict(name: str, data: bytes) -> dict:
@@ -531,6 +537,14 @@ def _one_line(errors: Sequence[dict]) -> str:
 
 
 # --- running it ------------------------------------------------------------------------
+def hosts_for(host: str) -> tuple[str, ...]:
+    """The Host headers to accept when listening on `host`: any on every interface (the
+    user chose to be reachable by other names), else that address and the loopback names."""
+    if host in ("0.0.0.0", "::", ""):
+        return ("*",)
+    return (host, *LOCAL_HOSTS) if host not in LOCAL_HOSTS else LOCAL_HOSTS
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port (0: any free port), or UserError saying why not."""
     try:
