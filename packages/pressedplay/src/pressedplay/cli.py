@@ -15,6 +15,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -86,18 +87,21 @@ catalog_app = typer.Typer(
 app.add_typer(catalog_app, name="catalog")
 
 
-def _bytes_progress() -> tuple[Progress, Callable[[int], None], Callable[[str, int | None], None]]:
-    """A byte-counting bar on stderr (hidden when stderr is not a terminal) and its callbacks."""
-    bar = Progress(
+def _bar(*columns: ProgressColumn) -> Progress:
+    """A progress bar on stderr, hidden when stderr is not a terminal (logs stay clean)."""
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        *columns,
         console=err,
         transient=True,
         disable=not err.is_terminal,
     )
+
+
+def _bytes_progress() -> tuple[Progress, Callable[[int], None], Callable[[str, int | None], None]]:
+    """A byte-counting bar and its callbacks."""
+    bar = _bar(DownloadColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     task = bar.add_task("", total=None)
 
     def stage(description: str, total: int | None) -> None:
@@ -234,16 +238,8 @@ def catalog_list(json_: JsonOption = False) -> None:
 
 
 def _count_progress(description: str) -> tuple[Progress, Callable[[int], None]]:
-    """A counting bar on stderr (hidden when stderr is not a terminal) and its callback."""
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
+    """A counting bar and its callback."""
+    bar = _bar(TextColumn("{task.completed:,}"), TimeElapsedColumn())
     task = bar.add_task(description, total=None)
     return bar, lambda n: bar.advance(task, n)
 
@@ -588,15 +584,10 @@ def train_command(
         seed=seed,
     )
 
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
+    bar = _bar(
         TextColumn("{task.completed}/{task.total} batches"),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
     )
     task = bar.add_task("training", total=None, detail="")
 
@@ -860,8 +851,8 @@ def generate_command(
     genres = genre or None
     note = None
     if spotify:
-        from pressedplay.catalog import info as catalog_info
         from pressedplay.genres import load_mapping
+        from pressedplay.playlist import load_index
         from pressedplay.spotify import login_url, user_client
 
         client = user_client()
@@ -870,8 +861,9 @@ def generate_command(
             err.print(f"log in to Spotify in the browser window that opens, or open: {url}")
         if genres is None and continue_ is None:
             mapping = load_mapping(genre_mapping) if genre_mapping is not None else None
-            known = catalog_info(catalog)["genres"]
-            genres, note = genres_for_user(client, list(known), mapping)
+            # The index generate() searches next (cached), not a second catalog query.
+            known = load_index(catalog).genres
+            genres, note = genres_for_user(client, known, mapping)
             genres = genres or None
     if continue_ is None:
         result = generate(
