@@ -16,7 +16,6 @@ import json
 import math
 import os
 import re
-import secrets
 import sqlite3
 import time
 from collections import Counter
@@ -30,6 +29,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from pressedplay.atomic import temporary_beside
 from pressedplay.errors import UserError
 from pressedplay.features import FEATURES, NAMES
 from pressedplay.paths import catalog_path, data_home
@@ -252,11 +252,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _temporary(target: Path, suffix: str) -> Path:
-    """A fresh hidden name beside `target`: renamed over it once complete, so never seen half."""
-    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
-
-
 def _refuse_existing(target: Path, force: bool) -> None:
     if target.exists() and not force:
         raise UserError(f"catalog {target} already exists; use --force to replace it")
@@ -339,7 +334,7 @@ def _import(
     """Build the catalog in a temporary file next to `target`, then rename it into place."""
     started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(target, ".tmp")
+    tmp = temporary_beside(target)
     try:
         con = sqlite3.connect(tmp)
         try:
@@ -442,7 +437,7 @@ def _fetch(
             return cached, True
         cached.unlink()  # stale or damaged: fetch it again
     downloads.mkdir(parents=True, exist_ok=True)
-    part = _temporary(cached, ".part")
+    part = temporary_beside(cached, ".part")
     digest = hashlib.sha256()
     try:
         with part.open("xb") as fh:

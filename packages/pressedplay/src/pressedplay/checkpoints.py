@@ -8,7 +8,6 @@ from elsewhere is untrusted and must not run code when loaded.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pressedplay.atomic import replacing
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.model import VAEAttention
@@ -80,12 +80,8 @@ def save(path: Path, data: dict) -> None:
     """Write to a temporary file beside `path`, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         torch.save(data, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def resolve(path: Path) -> Path:
@@ -160,9 +156,8 @@ def remember_run(run_dir: Path) -> None:
     """Note `run_dir` as the latest trained run, wherever it lives, for `predict`."""
     path = _latest_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(str(Path(run_dir).resolve()) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(str(Path(run_dir).resolve()) + "\n", encoding="utf-8")
 
 
 def latest_run() -> Path | None:

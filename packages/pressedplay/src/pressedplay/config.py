@@ -6,12 +6,12 @@ command line's options on top, so `pressedplay train RUN --resume` needs no opti
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pressedplay.atomic import replacing
 from pressedplay.errors import UserError
 from pressedplay.loader import Targets
 from pressedplay.model import Attention
@@ -107,10 +107,6 @@ def save(config: TrainConfig, run_dir: Path) -> Path:
     """Write RUN_DIR/config.json atomically."""
     path = Path(run_dir) / CONFIG
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         tmp.write_text(config.model_dump_json(indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

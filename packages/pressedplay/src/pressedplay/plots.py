@@ -7,13 +7,13 @@ sit near the rim). Values outside a range are clipped to it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pressedplay.atomic import replacing
 from pressedplay.errors import UserError
 from pressedplay.features import FEATURES, Feature
 
@@ -76,12 +76,9 @@ def radar(results: list[dict], out: Path) -> Path:
     if drawn[0].get("model"):
         axes.set_title(f"model: {drawn[0]['model']}", fontsize=9, pad=18)
     axes.legend(loc="upper right", bbox_to_anchor=(1.3, 1.12), fontsize=8)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        figure.savefig(tmp, format=kind, bbox_inches="tight", dpi=120)
-        os.replace(tmp, out)
+        with replacing(out) as tmp:
+            figure.savefig(tmp, format=kind, bbox_inches="tight", dpi=120)
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return out

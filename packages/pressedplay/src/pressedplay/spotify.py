@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import sys
 import warnings
 from collections import Counter
@@ -36,6 +35,7 @@ from spotipy.exceptions import SpotifyException, SpotifyOauthError
 from urllib3.util.retry import Retry
 
 from pressedplay import images
+from pressedplay.atomic import replacing
 from pressedplay.catalog import Catalog, resolve_catalog
 from pressedplay.dataset import DatasetWriter, TrackFeatures
 from pressedplay.errors import UserError
@@ -511,15 +511,10 @@ class TokenFile(CacheHandler):
 
     def save_token_to_cache(self, token_info: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with replacing(self.path) as tmp:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner only
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(token_info, fh)
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
 
 class _UserRetry(_Retry):

@@ -35,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pressedplay import checkpoints
 from pressedplay import config as run_config
+from pressedplay.atomic import replacing
 from pressedplay.augment import eval_transform
 from pressedplay.config import TrainConfig
 from pressedplay.devices import pick_device
@@ -278,7 +279,8 @@ class _Log:
     def epoch(self, row: dict) -> None:
         """Add a row; the file is rewritten whole (a few KB), so never half a line."""
         self.lines.append(json.dumps(row))
-        _write_atomically(self.path, "".join(f"{line}\n" for line in self.lines))
+        with replacing(self.path) as tmp:
+            tmp.write_text("".join(f"{line}\n" for line in self.lines))
         for name in ("train_loss", "train_recon", "train_kl", "val_mse", "val_mae"):
             self.writer.add_scalar(f"{row['phase']}/{name}", row[name], row["step"])
         if row["train_feedback"] is not None:
@@ -287,18 +289,6 @@ class _Log:
 
     def close(self) -> None:
         self.writer.close()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _copy_atomically(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
 
 
 @torch.no_grad()
@@ -447,7 +437,8 @@ class _Run:
         if self.cluster.main:
             run_config.save(self.config, self.run_dir)
             if self.state.copy_to_before is not None:
-                _copy_atomically(self.state.copy_to_before, self.run_dir / BEFORE_FEEDBACK)
+                with replacing(self.run_dir / BEFORE_FEEDBACK) as tmp:
+                    shutil.copyfile(self.state.copy_to_before, tmp)
             log = _Log(self.run_dir, self.state.step)
         try:
             for epoch in range(self.state.epoch, self.config.epochs):
