@@ -32,8 +32,13 @@ class ImageError(UserError):
         self.reason = reason
 
 
-def decode(data: bytes) -> Image.Image:
-    """The image fully decoded, upright, first frame only, as 8-bit RGB; else ImageError."""
+def decode(data: bytes, draft: tuple[int, int] | None = None) -> Image.Image:
+    """The image fully decoded, upright, first frame only, as 8-bit RGB; else ImageError.
+
+    With `draft` (width, height), a JPEG is decoded by the decoder's DCT scaling straight
+    to the smallest scale still at least that size: the same checks, the whole stream
+    still read (so truncation still shows), a fraction of the work for a small result.
+    """
     if not data:
         raise ImageError("empty file")
     if len(data) > MAX_BYTES:
@@ -55,6 +60,8 @@ def decode(data: bytes) -> Image.Image:
         if width * height > MAX_PIXELS:
             raise ImageError("too many pixels", f"{width}x{height}, limit {MAX_PIXELS:,}")
         try:
+            if draft is not None and image.format == "JPEG":
+                image.draft("RGB", draft)
             image.load()  # the first frame of an animation; truncation shows up here
             ImageOps.exif_transpose(image, in_place=True)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

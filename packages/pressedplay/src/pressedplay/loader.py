@@ -14,7 +14,6 @@ size or resume point.
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import os
 import sqlite3
@@ -27,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from pressedplay import images
@@ -42,19 +41,14 @@ Targets = Literal["pairs", "cover"]
 
 
 def load_image(data: bytes, size: int = 128) -> Image.Image:
-    """Encoded image bytes -> RGB image of size x size.
+    """Encoded image bytes -> RGB image of size x size, or ImageError.
 
-    JPEGs are decoded in draft mode (the decoder's DCT scaling, straight to the smallest
-    scale still >= size), which is most of the pipeline's speed; other formats take the
-    full validating decode. The image is squashed to size x size before any distortion,
-    so the distortions work on small tensors.
+    The validating decode of `images.decode`, with JPEGs in draft mode (the decoder's DCT
+    scaling, straight to the smallest scale still >= size), which is most of the
+    pipeline's speed. The image is squashed to size x size before any distortion, so the
+    distortions work on small tensors.
     """
-    image = Image.open(io.BytesIO(data))
-    if image.format == "JPEG":
-        image.draft("RGB", (size, size))
-        image = images.to_rgb(ImageOps.exif_transpose(image))
-    else:
-        image = images.decode(data)
+    image = images.decode(data, draft=(size, size))
     return image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
