@@ -739,16 +739,19 @@ def _inference_threads(device: str) -> None:
         torch.set_num_threads(1)
 
 
-def _predict_one(image: Path, model: str | None, device: str) -> tuple[dict, str]:
-    """(features, model name) for one image, or UserError with the image's own error."""
-    from pressedplay.predict import load_predictor, predict_files
+def _predict_one(image: Path, model: str | None, device: str) -> tuple[bytes, dict, str]:
+    """(the image's bytes, its features, the model's name), the file read once; or
+    UserError with the image's own error."""
+    from pressedplay.images import ImageError
+    from pressedplay.predict import load_predictor, predict_one, read
 
     _inference_threads(device)
     predictor = load_predictor(model, device=device)
-    (result,) = predict_files([image], predictor)
-    if "error" in result:
-        raise UserError(f"{image}: {result['error']}")
-    return result["features"], predictor.name
+    try:
+        data = read(image)
+    except ImageError as exc:
+        raise UserError(f"{image}: {exc}") from None
+    return data, predict_one(str(image), data, predictor)["features"], predictor.name
 
 
 @app.command("generate")
@@ -846,7 +849,7 @@ def generate_command(
                 "trecs database (--db)"
             )
         continuation.require_trecs()  # before the picture's features are predicted
-    features, model_name = _predict_one(image, model, device)
+    data, features, model_name = _predict_one(image, model, device)
     client = None
     genres = genre or None
     note = None
@@ -895,7 +898,7 @@ def generate_command(
             f"pressedplay: {image.stem}",
             f"Tracks matching the picture {image.name}, picked by pressedplay ({model_name}).",
             [track["id"] for track in result["tracks"]],
-            image.read_bytes(),
+            data,
         )
         for warning in result["spotify"]["warnings"]:
             err.print(f"warning: {warning}", highlight=False)
@@ -966,7 +969,7 @@ def feedback_command(
 
     if like is None:
         raise UserError("say --like or --dislike")
-    features, model_name = _predict_one(image, model, device)
+    data, features, model_name = _predict_one(image, model, device)
     reference, track_ids = feedback.parse_playlist(playlist) if playlist else (None, [])
     playlist_features = None
     if track_ids:
@@ -974,7 +977,7 @@ def feedback_command(
     path = feedback_db or feedback.default_path()
     row_id = feedback.record(
         path,
-        image=image.read_bytes(),
+        image=data,
         image_name=str(image),
         model=model_name,
         predicted=features,

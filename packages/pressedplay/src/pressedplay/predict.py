@@ -165,6 +165,14 @@ def _predict_batch(
     return results
 
 
+def predict_one(name: str, data: bytes, predictor: Predictor) -> dict:
+    """One image's result ({"image", "model", "features"}), or ImageError "NAME: reason"."""
+    (result,) = _predict([(name, data)], predictor, 1)
+    if "error" in result:
+        raise images.ImageError(name, result["error"])
+    return result
+
+
 def predict_files(
     paths: Sequence[str | Path], predictor: Predictor, batch_size: int = 32
 ) -> list[dict]:

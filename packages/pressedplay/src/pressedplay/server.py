@@ -44,7 +44,7 @@ from pressedplay.catalog import resolve_catalog
 from pressedplay.errors import UserError
 from pressedplay.features import FEATURES, Feature, describe
 from pressedplay.playlist import generate, load_index
-from pressedplay.predict import load_predictor, predict_bytes
+from pressedplay.predict import load_predictor, predict_one
 
 MAX_UPLOAD = 10 * 1024 * 1024  # bytes of the image itself
 # The whole request: the image plus the multipart envelope and the other fields.
@@ -318,10 +318,7 @@ def create_app(
 
     def predict(name: str, data: bytes) -> dict:
         with predicting:
-            (result,) = predict_bytes([(name, data)], predictor)
-        if "error" in result:
-            raise HTTPException(422, f"{name}: {result['error']}")
-        return result
+            return predict_one(name, data, predictor)  # ImageError: 422
 
     def spotify_client(request: Request) -> spotipy.Spotify:
         if settings is None:
