@@ -102,6 +102,21 @@ def test_record_and_load(tmp_path):
     assert feedback.default_path().name == "feedback.db"
 
 
+def test_the_newest_id_and_a_prefix_are_read_without_the_rest(tmp_path):
+    """A fine-tune fixes the verdicts it learns from by id, so later ones cannot leak in."""
+    path = tmp_path / "feedback.db"
+    ids = [
+        feedback.record(
+            path, image=png(), image_name=f"{i}.png", model="m", predicted=PREDICTED,
+            verdict="like",
+        )
+        for i in range(3)
+    ]  # fmt: skip
+    assert feedback.last_id(path) == ids[-1]
+    assert [row.id for row in feedback.load(path, upto=ids[1])] == ids[:2]
+    assert [row.id for row in feedback.load(path)] == ids
+
+
 def test_record_refuses_bad_input(tmp_path):
     path = tmp_path / "feedback.db"
     good = {"image": png(), "image_name": "a.png", "model": "m", "predicted": PREDICTED}

@@ -164,19 +164,36 @@ def record(
         return int(cursor.lastrowid)
 
 
-def load(path: Path) -> list[FeedbackRow]:
-    """Every stored verdict, oldest first."""
+def _connect_readonly(path: Path) -> sqlite3.Connection:
     path = Path(path)
     if not path.is_file():
         raise UserError(
             f"no feedback at {path}: record some with `pressedplay feedback IMG --like` "
             "(or --dislike)"
         )
-    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
         _check(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def last_id(path: Path) -> int | None:
+    """The newest verdict's id (None: no verdict yet), without reading any image."""
+    with closing(_connect_readonly(path)) as conn:
+        return conn.execute("SELECT MAX(id) FROM feedback").fetchone()[0]
+
+
+def load(path: Path, upto: int | None = None) -> list[FeedbackRow]:
+    """The stored verdicts (those with id <= upto, if given), oldest first."""
+    with closing(_connect_readonly(path)) as conn:
         rows = conn.execute(
             "SELECT id, created_at, image, image_name, model, predicted, verdict,"
-            " playlist_ref, track_ids, playlist_features FROM feedback ORDER BY id"
+            " playlist_ref, track_ids, playlist_features FROM feedback"
+            " WHERE id <= ? ORDER BY id",
+            (2**63 - 1 if upto is None else upto,),
         ).fetchall()
     return [
         FeedbackRow(

@@ -42,6 +42,7 @@ from pressedplay.devices import pick_device
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.feedback import feedback_loss
+from pressedplay.feedback import last_id as last_feedback_id
 from pressedplay.feedback import load as load_feedback
 from pressedplay.loader import CoverLoader, CoverPairs, load_image, make_loader, mixed_seed
 from pressedplay.model import VAEAttention, vae_loss
@@ -212,8 +213,8 @@ def _feedback_start(run_dir: Path, feedback_db: Path) -> _Start:
             raise UserError(f"{best} is a feedback fine-tune but {before} is missing")
         data = checkpoints.load(before)
         copy_to_before = None
-    rows = load_feedback(feedback_db)
-    if not rows:
+    upto = last_feedback_id(feedback_db)
+    if upto is None:
         raise UserError(f"{feedback_db} holds no feedback yet")
     last = run_dir / checkpoints.LAST
     step = checkpoints.load(last)["step"] if last.is_file() else data["step"]
@@ -221,7 +222,7 @@ def _feedback_start(run_dir: Path, feedback_db: Path) -> _Start:
         "feedback",
         data["state_dict"],
         step=step,
-        feedback_upto=rows[-1].id,
+        feedback_upto=upto,
         feature_stats=_stats(data),
         architecture=data["architecture"],
         copy_to_before=copy_to_before,
@@ -236,7 +237,7 @@ def _feedback_set(
     feedback_db: Path, upto: int, pairs: CoverPairs, size: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(images, standardised targets, liked) of the verdicts with id <= upto, unaugmented."""
-    rows = [row for row in load_feedback(feedback_db) if row.id <= upto]
+    rows = load_feedback(feedback_db, upto)
     transform = eval_transform()
     images = torch.stack([transform(load_image(row.image, size)) for row in rows])
     original = np.array([[row.target[name] for name in NAMES] for row in rows])
