@@ -115,8 +115,8 @@ def load(path: Path) -> dict:
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
     """A checkpoint file or run directory as a model in eval mode on `device`."""
-    data = load(path)
     where = resolve(path)
+    data = load(where)
     try:
         model = VAEAttention(**data["architecture"])
         model.load_state_dict(data["state_dict"])

@@ -236,7 +236,7 @@ class Continuer:
             if len(tokens) == 0:
                 break
             rows = self.row_of_token[tokens]
-            distance = self._distances(rows, query)
+            distance = self.index.distances(rows, query)
             choice = int(np.argmax(blend(log_p, distance, feature_weight)))
             row = int(rows[choice])
             tracks.append(
@@ -260,12 +260,6 @@ class Continuer:
             "seeds": [self._describe(self.row_of_id[h.id], h.distance) for h in hits],
             "tracks": tracks,
         }
-
-    def _distances(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-        """Euclidean distances of index rows to a standardised query, as CatalogIndex
-        measures them (float64 over the float32 matrix)."""
-        diff = self.index.matrix[rows].astype(np.float64) - query
-        return np.sqrt(np.einsum("ij,ij->i", diff, diff))
 
     def _describe(self, row: int, distance: float) -> dict:
         track_id = self.index.ids[row]

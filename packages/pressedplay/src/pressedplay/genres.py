@@ -186,7 +186,7 @@ REGIONAL: dict[str, tuple[str, ...]] = {
 }
 # Compound words: "electropop" is pop, "metalcore" metal; checked when no rule names the word.
 _SUFFIXES = (("pop", "pop"), ("rock", "rock"), ("step", "dubstep"), ("house", "house"))
-_MAX_PHRASE = 3  # words in the longest rule phrase
+_MAX_PHRASE = max(len(phrase.split()) for phrase in (*RULES, *REGIONAL))
 
 
 def normalise(genre: str) -> str:

@@ -251,10 +251,12 @@ class CatalogIndex:
             for block, score in zip(blocks, scores, strict=True)
         ]
         rows = np.unique(np.concatenate(best))  # a track in two requested genres once
-        exact = self._distances(rows, query)
+        exact = self.distances(rows, query)
         return rows[np.lexsort((rows, exact))].tolist()
 
-    def _distances(self, rows: np.ndarray | list[int], query: np.ndarray) -> np.ndarray:
+    def distances(self, rows: np.ndarray | list[int], query: np.ndarray) -> np.ndarray:
+        """Euclidean distances of rows to a standardised query (float64 over the float32
+        matrix, so rankings are exact)."""
         diff = self.matrix[rows].astype(np.float64) - query
         return np.sqrt(np.einsum("ij,ij->i", diff, diff))
 
@@ -274,7 +276,7 @@ class CatalogIndex:
             chosen.append(row)
             if len(chosen) == n:
                 break
-        distances = self._distances(chosen, query) if chosen else []
+        distances = self.distances(chosen, query) if chosen else []
         return [
             Hit(
                 id=self.ids[row],

@@ -294,7 +294,7 @@ def create_app(
     """
     predictor = load_predictor(model, device=device)
     catalog_path = resolve_catalog(catalog)
-    genres = load_index(catalog_path).genres
+    load_index(catalog_path)  # a missing or broken catalog stops serve before it starts
     feedback_path = Path(feedback_db) if feedback_db is not None else feedback.default_path()
     settings = _spotify_settings(env_file)
     web = {
@@ -362,7 +362,7 @@ def create_app(
             "version": __version__,
             "model": predictor.name,
             "catalog": str(catalog_path),
-            "genres": genres,
+            "genres": load_index(catalog_path).genres,  # cached; a changed file re-reads
             "features": describe(),
             "max_upload": MAX_UPLOAD,
             "max_tracks": MAX_TRACKS,
@@ -483,7 +483,7 @@ def create_app(
         else:
             sp = spotify_client(request)
             try:
-                with spotify._user_errors(sp):
+                with spotify.user_errors(sp):
                     sp.auth_manager.get_access_token(code, as_dict=False, check_cache=False)
                 page_ = _message_page(
                     "Logged in to Spotify",
@@ -500,7 +500,7 @@ def create_app(
 def _spotify_settings(env_file: Path | None) -> dict[str, str] | None:
     """The Spotify app's settings (environment over env_file), or None without the id and
     secret: then the page offers no Spotify."""
-    settings = spotify._settings(env_file, ())
+    settings = spotify.read_settings(env_file, ())
     if spotify.ID_ENV in settings and spotify.SECRET_ENV in settings:
         return settings
     return None

@@ -164,7 +164,7 @@ def client_from_env(env_file: Path | None = Path(".env")) -> spotipy.Spotify:
     The environment wins over the file. PRESSEDPLAY_SPOTIFY_API_URL and
     PRESSEDPLAY_SPOTIFY_ACCOUNTS_URL replace Spotify's base URLs. Nothing is printed.
     """
-    settings = _settings(env_file, (ID_ENV, SECRET_ENV))
+    settings = read_settings(env_file, (ID_ENV, SECRET_ENV))
     return make_client(
         settings[ID_ENV],
         settings[SECRET_ENV],
@@ -173,7 +173,7 @@ def client_from_env(env_file: Path | None = Path(".env")) -> spotipy.Spotify:
     )
 
 
-def _settings(env_file: Path | None, required: Sequence[str]) -> dict[str, str]:
+def read_settings(env_file: Path | None, required: Sequence[str]) -> dict[str, str]:
     """The environment over env_file's values; a missing required one is a UserError."""
     settings = {}
     if env_file is not None and Path(env_file).is_file():
@@ -566,7 +566,7 @@ def make_user_client(
 def user_client(env_file: Path | None = Path(".env")) -> spotipy.Spotify:
     """A user client from SPOTIFY_CLIENT_ID/SECRET/REDIRECT_URI (environment over env_file);
     the base URLs are overridable as for client_from_env."""
-    settings = _settings(env_file, (ID_ENV, SECRET_ENV, REDIRECT_ENV))
+    settings = read_settings(env_file, (ID_ENV, SECRET_ENV, REDIRECT_ENV))
     return make_user_client(
         settings[ID_ENV],
         settings[SECRET_ENV],
@@ -580,14 +580,14 @@ def login_url(sp: spotipy.Spotify) -> str | None:
     """The consent page the user must visit before the next call, or None when the cached
     login is valid (refreshing it if it expired). Lets a CLI say what is about to happen."""
     auth = sp.auth_manager
-    with _user_errors(sp):
+    with user_errors(sp):
         if auth.validate_token(auth.cache_handler.get_cached_token()) is not None:
             return None
     return auth.get_authorize_url()
 
 
 @contextmanager
-def _user_errors(sp: spotipy.Spotify) -> Iterator[None]:
+def user_errors(sp: spotipy.Spotify) -> Iterator[None]:
     """What Spotify answered to a user-account call, as one sentence saying what to do."""
     cache = getattr(sp.auth_manager.cache_handler, "path", token_cache_path())
     again = f"to log in again, delete {cache} and rerun"
@@ -631,7 +631,7 @@ def top_artist_genres(sp: spotipy.Spotify, limit: int = 20) -> list[str]:
     2026."""
     if not 1 <= limit <= 50:
         raise UserError(f"top artists: limit must be 1-50, not {limit}")
-    with _user_errors(sp):
+    with user_errors(sp):
         page = sp.current_user_top_artists(limit=limit, time_range="medium_term")
     counts: Counter[str] = Counter()
     for artist in (page or {}).get("items") or []:
@@ -703,13 +703,13 @@ def create_playlist(
         raise UserError(f"{bad[0]!r} is not a Spotify track id (22 letters and digits)")
     payload = base64.b64encode(cover_jpeg(cover)).decode("ascii") if cover is not None else None
     uris = [f"spotify:track:{t}" for t in track_ids]
-    with _user_errors(sp):
+    with user_errors(sp):
         created = sp.current_user_playlist_create(name, public=False, description=description)
     pid = created["id"]
     url = (created.get("external_urls") or {}).get("spotify") or PLAYLIST_URL + pid
     added = 0
     try:
-        with _user_errors(sp):
+        with user_errors(sp):
             for start in range(0, len(uris), ADD_BATCH):
                 sp.playlist_add_items(pid, uris[start : start + ADD_BATCH])
                 added = min(len(uris), start + ADD_BATCH)
@@ -720,7 +720,7 @@ def create_playlist(
     warnings_: list[str] = []
     if payload is not None:
         try:
-            with _user_errors(sp):
+            with user_errors(sp):
                 sp.playlist_upload_cover_image(pid, payload)
         except UserError as exc:
             warnings_.append(f"the cover was not uploaded: {exc}")
