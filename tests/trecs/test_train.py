@@ -221,6 +221,8 @@ def test_windows_subsample_keeps_order_and_varies():
     whole = Windows(token_of, context=200, unk_proba=0.0, subsample_proba=0.0)
     inputs = whole.random_map(np.arange(1, 100), rng)["inputs"]
     assert len(inputs[(inputs != START) & (inputs != EOP)]) == 99
+    empty = windows.random_map(np.zeros(0, np.int64), rng)  # a hand-built empty playlist
+    assert empty["inputs"][0] == START and empty["targets"][0] == EOP
 
 
 def test_grain_workers_give_the_same_batches(db):

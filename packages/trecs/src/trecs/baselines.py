@@ -70,7 +70,7 @@ class _Scored(ABC):
     """Recommends the tracks a subclass's `scores(seeds)` ranks highest, then popular ones."""
 
     popularity: Popularity
-    num_tokens: int
+    matrix: sp.csr_matrix  # train playlists x tokens
     # Seed lists scored together: one sparse product per chunk instead of one per
     # playlist; (chunk x tokens) float32 scores stay under 300 MB on the MPD.
     chunk = 32
@@ -81,13 +81,7 @@ class _Scored(ABC):
 
     def _seed_matrix(self, seeds: Sequence[Sequence[int]]) -> sp.csr_matrix:
         """Binary (len(seeds) x tokens) matrix of each list's distinct track tokens."""
-        lists = [
-            np.unique([s for s in seed if s >= NUM_SPECIAL]).astype(np.int64) for seed in seeds
-        ]
-        rows = np.repeat(np.arange(len(lists)), [len(x) for x in lists])
-        cols = np.concatenate(lists) if lists else np.zeros(0, np.int64)
-        data = np.ones(len(cols), np.float32)
-        return sp.csr_matrix((data, (rows, cols)), shape=(len(lists), self.num_tokens))
+        return playlist_matrix([np.asarray(s, np.int64) for s in seeds], self.matrix.shape[1])
 
     def recommend(self, seeds: Sequence[Sequence[int]], n: int) -> np.ndarray:
         out = np.empty((len(seeds), n), np.int64)
@@ -106,9 +100,8 @@ class _Scored(ABC):
 
 class Cooccurrence(_Scored):
     def __init__(self, matrix: sp.csr_matrix) -> None:
-        self.matrix = matrix.tocsr().astype(np.float32)
+        self.matrix = matrix.tocsr().astype(np.float32, copy=False)  # no second MPD-size copy
         self.transposed = self.matrix.T.tocsr()
-        self.num_tokens = matrix.shape[1]
         counts = np.asarray(matrix.sum(axis=0)).ravel()
         with np.errstate(divide="ignore"):
             self.inverse_sqrt = np.where(counts > 0, 1.0 / np.sqrt(counts), 0.0).astype(np.float32)
@@ -116,19 +109,20 @@ class Cooccurrence(_Scored):
 
     def scores(self, seeds: Sequence[Sequence[int]]) -> np.ndarray:
         """sum over seeds s of n_sj / sqrt(n_s n_j), for every token j."""
-        weighted = self._seed_matrix(seeds) @ sp.diags(self.inverse_sqrt)
+        weighted = self._seed_matrix(seeds).multiply(self.inverse_sqrt).tocsr()
         per_playlist = weighted @ self.transposed  # lists x playlists: sum of seed weights
         return (per_playlist @ self.matrix).toarray() * self.inverse_sqrt
 
 
 class PlaylistKNN(_Scored):
     def __init__(self, matrix: sp.csr_matrix, neighbours: int = 100) -> None:
-        self.matrix = matrix.tocsr().astype(np.float32)
+        self.matrix = matrix.tocsr().astype(np.float32, copy=False)
         self.transposed = self.matrix.T.tocsr()
-        self.num_tokens = matrix.shape[1]
         sizes = np.asarray(matrix.sum(axis=1)).ravel()
         with np.errstate(divide="ignore"):
-            self.inverse_sqrt_size = np.where(sizes > 0, 1.0 / np.sqrt(sizes), 0.0)
+            self.inverse_sqrt_size = np.where(sizes > 0, 1.0 / np.sqrt(sizes), 0.0).astype(
+                np.float32
+            )
         self.neighbours = neighbours
         self.popularity = Popularity(np.asarray(matrix.sum(axis=0)).ravel())
 
@@ -137,9 +131,9 @@ class PlaylistKNN(_Scored):
         seed_matrix = self._seed_matrix(seeds)
         sizes = np.asarray(seed_matrix.sum(axis=1)).ravel()
         overlap = (seed_matrix @ self.transposed).toarray()  # lists x playlists
-        with np.errstate(divide="ignore", invalid="ignore"):
-            similarity = overlap * self.inverse_sqrt_size / np.sqrt(sizes)[:, None]
-        similarity = np.nan_to_num(similarity, nan=0.0, posinf=0.0)
+        # An empty seed list overlaps nothing: its row is 0 whatever its size factor.
+        inverse_sqrt_seeds = (1.0 / np.sqrt(np.maximum(sizes, 1))).astype(np.float32)
+        similarity = overlap * self.inverse_sqrt_size * inverse_sqrt_seeds[:, None]
         rows, cols, values = [], [], []
         for row, sims in enumerate(similarity):
             nearest = _top(sims, self.neighbours)

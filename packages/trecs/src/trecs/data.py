@@ -103,7 +103,7 @@ class Windows(grain.transforms.RandomMap):
         self.future_target_proba = future_target_proba
 
     def random_map(self, track_ids: np.ndarray, rng: np.random.Generator) -> dict:
-        if self.subsample_proba > 0 and rng.random() < self.subsample_proba:
+        if len(track_ids) and self.subsample_proba > 0 and rng.random() < self.subsample_proba:
             keep = rng.random(len(track_ids)) < rng.uniform(0.25, 1.0)
             keep[rng.integers(len(track_ids))] = True  # never empty
             track_ids = track_ids[keep]

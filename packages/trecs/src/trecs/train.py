@@ -113,9 +113,9 @@ def train(
             Windows(
                 token_of,
                 config.model.context,
-                config.unk_proba,
-                config.subsample_proba,
-                config.future_target_proba,
+                unk_proba=config.unk_proba,
+                subsample_proba=config.subsample_proba,
+                future_target_proba=config.future_target_proba,
             ),
             parallel.local_batch_size,
             config.seed,
