@@ -185,6 +185,7 @@ class FakeSpotify:
         self.users: dict[str, list[str]] = {}
         self.search_nulls = 1  # null entries at the head of every search page
         self.audio_features_status = 200  # 403: the app lost access (all apps since 2024)
+        self.audio_features_answers: int | None = None  # answer only this many per batch
         self.user_playlists_status = 404  # removed for development-mode apps in 2026
         self.item_key = "track"  # playlist item field holding the track ("item" also seen)
         self.page_size = 3  # small, so that tests cross page boundaries
@@ -484,7 +485,7 @@ class FakeSpotify:
             return 400, _error(400, "Too many ids requested"), {}
         known = {t.id: t for t in self.tracks}
         answers = [known[i].audio_features() if i in known else None for i in ids]
-        return 200, {"audio_features": answers}, {}
+        return 200, {"audio_features": answers[: self.audio_features_answers]}, {}
 
     # --- the user's account ----------------------------------------------------------
     def _user(self, method, segments, query, headers, body) -> tuple[int, dict | None, dict]:

@@ -232,6 +232,15 @@ def test_audio_features_are_asked_in_batches_of_100(tmp_path) -> None:
     assert report["pairs"] == 230
 
 
+def test_a_short_audio_features_answer_leaves_the_rest_unpaired(tmp_path) -> None:
+    """Fewer answers than ids: the unanswered tracks are counted, not lost to a KeyError."""
+    with fs.build(seed=3, playlists=1, tracks_per_playlist=6) as fake:
+        fake.audio_features_answers = 2
+        report = collect(tmp_path / "c.db", playlists=list(fake.playlists), client=client(fake))
+    assert 1 <= report["features_from"]["spotify"] == report["pairs"] <= 2
+    assert report["skipped"]["track without features"] >= 4
+
+
 def test_rate_limit_waits_for_retry_after_and_completes(fake_spotify, tmp_path) -> None:
     fake_spotify.throttle(2, retry_after="1", path="/v1/playlists/")
     start = time.monotonic()

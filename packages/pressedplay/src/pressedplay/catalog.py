@@ -31,7 +31,7 @@ import requests
 
 from pressedplay.atomic import temporary_beside
 from pressedplay.errors import UserError
-from pressedplay.features import FEATURES, NAMES
+from pressedplay.features import ACCEPTED, NAMES
 from pressedplay.paths import catalog_path, data_home
 
 DEFAULT_CATALOG = "tidytuesday"
@@ -62,10 +62,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     **{name: (name,) for name in NAMES},
 }
 _REQUIRED = ("id", "name", "artist", *NAMES)
-_RANGES = {f.name: (f.low, f.high) for f in FEATURES}
-# Spotify's nominal loudness range ends at 0 dB, but real masters go above it (the
-# TidyTuesday file has six tracks up to +1.3 dB): keep them, refuse only the absurd.
-_RANGES["loudness"] = (-60.0, 5.0)
 _TRACK_COLUMNS = (
     "id",
     "name",
@@ -148,7 +144,7 @@ def _feature(value: str, name: str) -> float:
         raise _Skip(f"{name} not a number") from None
     if not math.isfinite(number):
         raise _Skip(f"{name} not a number")
-    low, high = _RANGES[name]
+    low, high = ACCEPTED[name]
     if not low <= number <= high:
         raise _Skip(f"{name} out of range")
     return number

@@ -29,6 +29,11 @@ FEATURES: tuple[Feature, ...] = (
     Feature("valence", 0.0, 1.0, "", "musical positiveness: happy, cheerful, euphoric"),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+# What imported data may hold: the nominal ranges, except that real masters go above
+# 0 dB (the TidyTuesday file has six tracks up to +1.3 dB): refuse only the absurd.
+ACCEPTED: dict[str, tuple[float, float]] = {f.name: (f.low, f.high) for f in FEATURES} | {
+    "loudness": (-60.0, 5.0)
+}
 
 
 def describe() -> list[dict]:

@@ -189,10 +189,10 @@ def _load_all(folder: Path, todo: list[str], workers: int | None) -> Iterator[Lo
         for image in todo:
             yield _load(folder, image)
         return
-    # fork is cheap and the workers only run Pillow; a process that loaded torch has
-    # threads that fork must not copy, so it spawns instead.
+    # fork is cheap and the workers only run Pillow; a process that loaded torch or JAX
+    # has threads that fork must not copy, so it spawns instead.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    if "torch" in sys.modules:
+    if "torch" in sys.modules or "jax" in sys.modules:
         method = "spawn"
     pool = ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context(method), initializer=_ignore_sigint

@@ -392,7 +392,10 @@ class _Collector:
                     "created after November 2024); taking features from the catalog instead"
                 )
                 return left + ids[start:]
-            for track_id, answer in zip(batch, answers or [], strict=False):
+            # A short or missing answer leaves the rest to the catalog, not unaccounted.
+            answers = list(answers or [])[: len(batch)]
+            answers += [None] * (len(batch) - len(answers))
+            for track_id, answer in zip(batch, answers, strict=True):
                 values = tuple((answer or {}).get(name) for name in NAMES)
                 if all(isinstance(v, int | float) for v in values):
                     self.features[track_id] = tuple(float(v) for v in values)
