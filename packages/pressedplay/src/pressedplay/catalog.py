@@ -79,7 +79,7 @@ _INSERT_TRACK = (
     f"VALUES ({', '.join('?' * len(_TRACK_COLUMNS))}) ON CONFLICT(id) DO NOTHING"
 )
 _INSERT_GENRE = "INSERT OR IGNORE INTO track_genres (track_id, genre, subgenre) VALUES (?, ?, ?)"
-_TRACK_ID = re.compile(r"[0-9A-Za-z]{22}")
+TRACK_ID = re.compile(r"[0-9A-Za-z]{22}")  # a Spotify track id: 22 base-62 characters
 _KEYS = {
     **{k: i for i, k in enumerate("C C# D D# E F F# G G# A A# B".split())},
     **{k: i for i, k in zip((1, 3, 6, 8, 10), "Db Eb Gb Ab Bb".split(), strict=True)},
@@ -114,7 +114,7 @@ def _track_id(value: str) -> str:
         value = value.removeprefix("spotify:track:")
     elif "open.spotify.com/track/" in value:
         value = value.split("/track/", 1)[1].split("?", 1)[0]
-    if not _TRACK_ID.fullmatch(value):
+    if not TRACK_ID.fullmatch(value):
         raise _Skip("bad track id")
     return value
 

@@ -12,12 +12,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pressedplay.atomic import replacing
+from pressedplay.devices import Device
 from pressedplay.errors import UserError
 from pressedplay.loader import Targets
 from pressedplay.model import Attention
 
 CONFIG = "config.json"
-Device = Literal["auto", "cpu", "cuda", "mps"]
 # Options that change how fast a run goes or how long, never what a given epoch computes:
 # a resumed run may change them, and must agree on everything else.
 _FREE = frozenset({"epochs", "workers", "device"})

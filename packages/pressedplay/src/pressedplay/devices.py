@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
 from pressedplay.errors import UserError
 
-NAMES = ("auto", "cpu", "cuda", "mps")
+Device = Literal["auto", "cpu", "cuda", "mps"]
+NAMES: tuple[str, ...] = get_args(Device)
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:

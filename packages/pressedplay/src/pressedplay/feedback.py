@@ -28,7 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from pressedplay import images
-from pressedplay.catalog import Catalog, resolve_catalog
+from pressedplay.catalog import TRACK_ID, Catalog, resolve_catalog
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.paths import data_home
@@ -39,7 +39,6 @@ MAX_PLAYLIST_FILE = 10 * 1024 * 1024  # a generate output of 20 tracks is a few 
 _TRACK = re.compile(
     r"(?:open\.spotify\.com/(?:intl-[A-Za-z-]+/)?track/|spotify:track:)([0-9A-Za-z]{22})"
 )
-_TRACK_ID = re.compile(r"[0-9A-Za-z]{22}")
 _PLAYLIST_FILE_SUFFIXES = (".json", ".m3u", ".m3u8", ".txt")
 
 
@@ -267,7 +266,7 @@ def _json_tracks(text: str, path: Path) -> list[str]:
         raise UserError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     tracks = data.get("tracks") if isinstance(data, dict) else None
     if not isinstance(tracks, list) or not all(
-        isinstance(t, dict) and isinstance(t.get("id"), str) and _TRACK_ID.fullmatch(t["id"])
+        isinstance(t, dict) and isinstance(t.get("id"), str) and TRACK_ID.fullmatch(t["id"])
         for t in tracks
     ):
         raise UserError(

@@ -40,7 +40,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pressedplay import __version__, feedback, images, spotify
-from pressedplay.catalog import resolve_catalog
+from pressedplay.catalog import TRACK_ID, resolve_catalog
 from pressedplay.errors import UserError
 from pressedplay.features import FEATURES, Feature, describe
 from pressedplay.playlist import generate, load_index
@@ -53,7 +53,6 @@ MAX_BODY = MAX_UPLOAD + 64 * 1024
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_TRACKS = 100
 STATE_COOKIE = "pressedplay_login_state"
-_TRACK_ID = re.compile(r"[0-9A-Za-z]{22}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # kept out of file names echoed in errors
 _WEB = {  # URL path -> (packaged file, media type)
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -237,7 +236,7 @@ def _track_ids(values: Sequence[str] | None) -> list[str]:
         raise HTTPException(422, "track: give the playlist's track ids (field `track`, repeated)")
     if len(ids) > MAX_TRACKS:
         raise HTTPException(422, f"track: at most {MAX_TRACKS} tracks, got {len(ids)}")
-    bad = [t for t in ids if not _TRACK_ID.fullmatch(t)]
+    bad = [t for t in ids if not TRACK_ID.fullmatch(t)]
     if bad:
         raise HTTPException(422, f"track: {bad[0][:40]!r} is not a Spotify track id")
     return ids

@@ -36,7 +36,7 @@ from urllib3.util.retry import Retry
 
 from pressedplay import images
 from pressedplay.atomic import replacing
-from pressedplay.catalog import Catalog, resolve_catalog
+from pressedplay.catalog import TRACK_ID, Catalog, resolve_catalog
 from pressedplay.dataset import DatasetWriter, TrackFeatures
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
@@ -487,7 +487,6 @@ ADD_BATCH = 100  # POST /playlists/{id}/items takes at most 100 URIs
 MAX_COVER_PAYLOAD = 256 * 1024  # Spotify's limit on the base64 text of a playlist cover
 COVER_SIDE = 640  # the largest size Spotify lists covers in
 _COVER_QUALITIES = (90, 80, 70)  # below 70 a smaller size looks better
-_TRACK = re.compile(r"[0-9A-Za-z]{22}")
 PLAYLIST_URL = "https://open.spotify.com/playlist/"
 
 
@@ -701,7 +700,7 @@ def create_playlist(
         raise UserError("a playlist needs a name")
     if not track_ids:
         raise UserError("no tracks to put in a playlist")
-    bad = [t for t in track_ids if not _TRACK.fullmatch(t)]
+    bad = [t for t in track_ids if not TRACK_ID.fullmatch(t)]
     if bad:
         raise UserError(f"{bad[0]!r} is not a Spotify track id (22 letters and digits)")
     payload = base64.b64encode(cover_jpeg(cover)).decode("ascii") if cover is not None else None
