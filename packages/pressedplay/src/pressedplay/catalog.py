@@ -19,7 +19,7 @@ import re
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -549,6 +549,24 @@ class Catalog:
             for row in self._con.execute(query, chunk):
                 found[row[0]] = CatalogTrack(row[0], row[1], row[2], tuple(row[3:]))
         return found
+
+    def tracks_with_genres(self) -> Iterator[tuple[str, str, str, tuple, tuple[str, ...]]]:
+        """Every track as (id, name, artist, features in NAMES order, distinct genres), by
+        id, read row by row (a million rows fetched at once would cost gigabytes)."""
+        sep = "\x1f"  # cannot occur in a genre name read from CSV text
+        width = len(NAMES)
+        try:
+            cursor = self._con.execute(
+                f"SELECT id, name, artist, {', '.join(NAMES)}, "
+                f"(SELECT group_concat(genre, '{sep}') FROM "
+                "(SELECT DISTINCT genre FROM track_genres WHERE track_id = t.id)) "
+                "FROM tracks t ORDER BY id"
+            )
+            for row in cursor:
+                genres = tuple(row[-1].split(sep)) if row[-1] else ()
+                yield row[0], row[1], row[2], row[3 : 3 + width], genres
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.path} cannot be read: {exc}") from None
 
     def close(self) -> None:
         self._con.close()

@@ -10,7 +10,6 @@ which no approximate index would beat by enough to be worth its inexactness.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 
 TRACK_URL = "https://open.spotify.com/track/"
-_GENRE_SEP = "\x1f"  # cannot occur in a genre name read from CSV text
 
 
 @dataclass(frozen=True)
@@ -141,22 +139,14 @@ class CatalogIndex:
         genres: list[Sequence[str]] = []
         with Catalog(catalog_path) as catalog:
             features = np.empty((len(catalog), width), dtype=np.float64)
-            try:
-                # Row by row: a million fetched tuples at once would cost gigabytes.
-                cursor = catalog._con.execute(
-                    f"SELECT id, name, artist, {', '.join(NAMES)}, "
-                    f"(SELECT group_concat(genre, '{_GENRE_SEP}') FROM "
-                    "(SELECT DISTINCT genre FROM track_genres WHERE track_id = t.id)) "
-                    "FROM tracks t ORDER BY id"
-                )
-                for i, row in enumerate(cursor):
-                    ids.append(row[0])
-                    names.append(row[1])
-                    artists.append(row[2])
-                    features[i] = row[3 : 3 + width]
-                    genres.append(row[-1].split(_GENRE_SEP) if row[-1] else ())
-            except sqlite3.DatabaseError as exc:
-                raise UserError(f"{catalog.path} cannot be read: {exc}") from None
+            for i, (track_id, name, artist, values, track_genres) in enumerate(
+                catalog.tracks_with_genres()
+            ):
+                ids.append(track_id)
+                names.append(name)
+                artists.append(artist)
+                features[i] = values
+                genres.append(track_genres)
         return cls.from_arrays(ids, names, artists, features, genres)
 
     # --- what it holds ------------------------------------------------------------------
