@@ -612,7 +612,6 @@ def train_command(
         )
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 speaks for the run
         return
-    checkpoints.remember_run(run_dir)
     if json_:
         print(json.dumps(summary))
         return

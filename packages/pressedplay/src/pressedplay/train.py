@@ -345,6 +345,8 @@ def train(
         # Every process has read what it needs: only now may rank 0 write.
         cluster.barrier()
         summary = run.fit(progress if cluster.main else None)
+        if cluster.main:  # `predict` and `generate` default to the latest trained run
+            checkpoints.remember_run(run_dir)
     summary["seconds"] = time.perf_counter() - began
     return summary
 
