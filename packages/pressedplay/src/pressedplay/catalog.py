@@ -27,8 +27,6 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlparse
 
-import requests
-
 from pressedplay.atomic import temporary_beside
 from pressedplay.errors import UserError
 from pressedplay.features import ACCEPTED, NAMES
@@ -426,6 +424,8 @@ def _fetch(
     Streams to a temporary file and renames it only after its sha256 matched, so the cache
     never holds a partial or wrong file.
     """
+    import requests  # here, not at module level: only downloads need it (40 ms of imports)
+
     downloads = data_home() / "downloads"
     cached = downloads / _cache_name(url)
     if cached.is_file():

@@ -43,6 +43,7 @@ import numpy as np
 
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
+from pressedplay.paths import file_version
 from pressedplay.retrieval import TRACK_URL, CatalogIndex
 
 if TYPE_CHECKING:
@@ -284,17 +285,7 @@ def load_continuer(run_dir: Path, db: Path | None = None) -> Continuer:
             db = TrainConfig.model_validate_json(config.read_text()).db
         except ValueError:
             raise UserError(f"{config}: not a trecs run configuration") from None
-    return _cached(_version(run_dir / "checkpoints"), _version(db) if db else None)
-
-
-def _version(path: Path) -> tuple[str, int, int]:
-    """A path with its modification time and size: a new key when it changes."""
-    path = path.resolve()
-    try:
-        stat = path.stat()
-    except OSError:
-        return str(path), 0, 0  # missing: the Continuer says so, and failures are not cached
-    return str(path), stat.st_mtime_ns, stat.st_size
+    return _cached(file_version(run_dir / "checkpoints"), file_version(db) if db else None)
 
 
 @functools.lru_cache(maxsize=2)

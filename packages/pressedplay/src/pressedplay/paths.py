@@ -32,3 +32,14 @@ def catalog_path(name: str) -> Path:
     if name.endswith(".db"):
         raise UserError(f"give the catalog name without '.db': {name[:-3]!r}")
     return data_home() / "catalogs" / f"{name}.db"
+
+
+def file_version(path: Path) -> tuple[str, int, int]:
+    """(resolved path, modification time, size): a cache key that changes with the file.
+    A missing file gives (path, 0, 0), so that whoever loads it reports it."""
+    path = Path(path).resolve()
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(path), 0, 0
+    return str(path), stat.st_mtime_ns, stat.st_size

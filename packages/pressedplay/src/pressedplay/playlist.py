@@ -18,6 +18,7 @@ from pressedplay import spotify
 from pressedplay.catalog import resolve_catalog
 from pressedplay.features import NAMES
 from pressedplay.genres import GenreMapper
+from pressedplay.paths import file_version
 from pressedplay.retrieval import CatalogIndex
 
 
@@ -30,9 +31,7 @@ def _index(path: str, mtime_ns: int, size: int) -> CatalogIndex:
 def load_index(catalog: str | Path | None = None) -> CatalogIndex:
     """The index of a catalog name or file (None: the default catalog), cached while the
     file is unchanged. No catalog: the UserError that says how to get one."""
-    path = resolve_catalog(catalog).resolve()
-    stat = path.stat()
-    return _index(str(path), stat.st_mtime_ns, stat.st_size)
+    return _index(*file_version(resolve_catalog(catalog)))
 
 
 def generate(
