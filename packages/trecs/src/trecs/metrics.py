@@ -4,9 +4,10 @@ G is the playlist's held-out tracks, R the recommendations (500 in the challenge
 - R-precision: (|tracks of R[:|G|] in G| + 0.25 * |artists of G matched by the other
   tracks of R[:|G|]|) / |G|; artist credit goes only to tracks that are not exact hits,
   so a perfect list scores 1;
-- NDCG: DCG = sum of rel_i / log2(i) with rel_1 undiscounted, over the ranks i of R
-  whose track is in G, divided by IDCG = 1 + sum_{i=2}^{|G & R|} 1 / log2(i), the DCG of
-  the same number of hits ranked first (0 when nothing is hit);
+- NDCG, as Spotify's published challenge code computes it: over the unique tracks of
+  R[:500], DCG = sum over ranks i of rel_i / log2(i + 1), divided by IDCG = sum_{i=1}^{m}
+  1 / log2(i + 1) with m = min(|G|, 500): the ideal ranks every held-out track first,
+  found or not, so a list that finds few of G is not rewarded for ranking them well;
 - clicks: how many refreshes of 10 tracks before the first hit, floor((rank - 1) / 10),
   and 51 when no track of R is in G.
 """
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 NO_HIT_CLICKS = 51
+CUTOFF = 500  # the challenge scores the first 500 recommendations
 
 
 def r_precision(
@@ -33,17 +35,17 @@ def r_precision(
 
 def ndcg(recommended: Sequence[str], held_out: Sequence[str]) -> float:
     truth = set(held_out)
-    ranks = [i for i, t in enumerate(dict.fromkeys(recommended), 1) if t in truth]
-    if not ranks:
+    if not truth:
         return 0.0
-    dcg = sum(1.0 if rank == 1 else 1.0 / math.log2(rank) for rank in ranks)
-    idcg = 1.0 + sum(1.0 / math.log2(i) for i in range(2, len(ranks) + 1))
+    ranks = [i for i, t in enumerate(dict.fromkeys(recommended[:CUTOFF]), 1) if t in truth]
+    dcg = sum(1.0 / math.log2(rank + 1) for rank in ranks)
+    idcg = sum(1.0 / math.log2(i + 1) for i in range(1, min(len(truth), CUTOFF) + 1))
     return dcg / idcg
 
 
 def clicks(recommended: Sequence[str], held_out: Sequence[str]) -> int:
     truth = set(held_out)
-    for rank, track in enumerate(recommended, 1):
+    for rank, track in enumerate(recommended[:CUTOFF], 1):
         if track in truth:
             return (rank - 1) // 10
     return NO_HIT_CLICKS
