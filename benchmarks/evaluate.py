@@ -2,7 +2,7 @@
 
 Synthesises 100,000 playlists (so the test split holds 10,000), builds the database, and
 times the evaluation of a model with the MPD's 2,262,295 embedding rows (untrained: speed
-does not depend on the weights) over 10,000 test playlists, plus the two baselines.
+does not depend on the weights) over 10,000 test playlists (the challenge's ten categories), plus the baselines.
 
     uv run python benchmarks/evaluate.py [--playlists 100000] [--cases 10000]
 
@@ -31,9 +31,11 @@ def main() -> None:
 
     from trecs import evaluate as ev
     from trecs.build_db import build_database
+    from trecs.challenge import make_cases
     from trecs.config import ModelConfig
     from trecs.model import PlaylistTransformer, init_table
     from trecs.recommend import Recommender
+    from trecs.recommenders import BASELINES, TokenRecommender, load
     from trecs.synth import synth_mpd
     from trecs.vocab import build_vocabulary
 
@@ -42,27 +44,27 @@ def main() -> None:
         synth_mpd(Path(tmp) / "mpd", playlists=args.playlists, tracks=200_000, seed=0)
         db = Path(tmp) / "mpd.db"
         build_database(db, [Path(tmp) / "mpd"])
-        categories = ev.parse_categories(ev.DEFAULT_CATEGORIES)
         start = time.perf_counter()
-        cases = ev.make_cases(db, "test", categories, args.cases)
+        cases = make_cases(db, "test", args.cases // 10)
         case_s = time.perf_counter() - start
         print(f"{len(cases):,} test cases in {case_s:.1f} s", flush=True)
 
         vocab = build_vocabulary(db)
         model = PlaylistTransformer(ModelConfig(num_tracks=NUM_ROWS), rngs=nnx.Rngs(0))
         table = init_table(jax.random.key(0), NUM_ROWS, 128)
-        recommender = Recommender(model, table)  # every row is a candidate, as on the MPD
-        # Rows beyond the synthetic vocabulary stand for tracks no playlist holds.
-        padding = -np.arange(1, NUM_ROWS - len(vocab) + 1)
+        scorer = Recommender(model, table)  # every row is a candidate, as on the MPD
+        # Rows beyond the synthetic vocabulary stand for tracks no database holds.
+        first = int(vocab.track_ids.max()) + 1
+        padding = np.arange(first, first + NUM_ROWS - len(vocab))
         track_ids = np.concatenate([vocab.track_ids, padding])
-        contender = ev.Contender("model", recommender.recommend, vocab.token_of(), track_ids)
+        recommender = TokenRecommender(
+            "model", db, track_ids, lambda seeds, titles, n: scorer.recommend(seeds, n)
+        )
         artist_of = ev.artists(db)
         rows = []
-        for name in ("model", *ev.BASELINES):
+        for name in ("model", *BASELINES):
             start = time.perf_counter()
-            if name != "model":
-                contender = ev.load_recommender(name, db)
-            ev.run(contender, cases, artist_of, 500)
+            ev.evaluate(recommender if name == "model" else load(name, db), cases, artist_of)
             seconds = time.perf_counter() - start
             rows.append((name, seconds))
             print(f"{name}: {seconds:.0f} s", flush=True)

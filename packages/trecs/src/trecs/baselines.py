@@ -7,7 +7,8 @@
 - `PlaylistKNN`: the k training playlists most similar to the seeds (cosine over track
   sets) vote for their tracks with their similarity, popularity fill; a strong classic
   on the MPD.
-All take batches of seed token lists and return (batch, n) arrays of track tokens.
+All take batches of seed token lists and return (batch, n) arrays of track tokens, padded
+with PAD (-1, no token) where the vocabulary holds fewer than n tracks besides the seeds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from trecs.config import NUM_SPECIAL
+
+PAD = -1  # no track: fills rows on vocabularies smaller than n
 
 
 def playlist_matrix(playlists: Sequence[np.ndarray], num_tokens: int) -> sp.csr_matrix:
@@ -49,9 +52,10 @@ class Popularity:
         self.order = self.order[np.isfinite(counts[self.order])]
 
     def recommend(self, seeds: Sequence[Sequence[int]], n: int) -> np.ndarray:
-        out = np.empty((len(seeds), n), np.int64)
+        out = np.full((len(seeds), n), PAD, np.int64)
         for row, seed in enumerate(seeds):
-            out[row] = self._fill(np.zeros(0, np.int64), set(seed), n)
+            tracks = self._fill(np.zeros(0, np.int64), set(seed), n)
+            out[row, : len(tracks)] = tracks
         return out
 
     def _fill(self, chosen: np.ndarray, exclude: set[int], n: int) -> np.ndarray:
@@ -84,7 +88,7 @@ class _Scored(ABC):
         return playlist_matrix([np.asarray(s, np.int64) for s in seeds], self.matrix.shape[1])
 
     def recommend(self, seeds: Sequence[Sequence[int]], n: int) -> np.ndarray:
-        out = np.empty((len(seeds), n), np.int64)
+        out = np.full((len(seeds), n), PAD, np.int64)
         for start in range(0, len(seeds), self.chunk):
             batch = seeds[start : start + self.chunk]
             scores = self.scores(batch)
@@ -94,7 +98,8 @@ class _Scored(ABC):
                 row_scores[:NUM_SPECIAL] = 0.0
                 best = _top(row_scores, n)
                 best = best[row_scores[best] > 0]
-                out[start + row] = self.popularity._fill(best, set(seed), n)
+                tracks = self.popularity._fill(best, set(seed), n)
+                out[start + row, : len(tracks)] = tracks
         return out
 
 

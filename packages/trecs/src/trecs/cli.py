@@ -396,6 +396,52 @@ def generate_command(
         out.print(table)
 
 
+def _metrics_table(title: str, metrics: dict) -> Table:
+    """R-precision, NDCG and clicks per challenge category, with 95% intervals."""
+    from trecs.challenge import label
+
+    table = Table("category", "playlists", "R-precision", "NDCG", "clicks", title=title)
+    for group, by_metric in metrics.items():
+        table.add_row(
+            label(group),
+            str(by_metric["r_precision"].count),
+            *(
+                f"{by_metric[m].mean:.4f} ± {by_metric[m].ci95:.4f}"
+                for m in ("r_precision", "ndcg")
+            ),
+            f"{by_metric['clicks'].mean:.2f} ± {by_metric['clicks'].ci95:.2f}",
+        )
+    return table
+
+
+def _shortfall_notices(shortfall: dict[int, int], per_category: int) -> None:
+    for category, missing in shortfall.items():
+        err.print(
+            f"notice: category {category}: {per_category - missing} of {per_category} "
+            "playlists (the split has no more eligible ones)"
+        )
+
+
+def _new_output(path: Path, inputs: list[Path], force: bool) -> None:
+    """An output never replaces an input, and replaces an existing file only with --force."""
+    if any(path.resolve() == p.resolve() for p in inputs if p.exists()):
+        raise UserError(f"{path}: is an input; choose another output")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder")
+    if path.exists() and not force:
+        raise UserError(f"{path}: already exists (pass --force to replace it)")
+
+
+CategoriesOption = Annotated[
+    str,
+    typer.Option(
+        help="Challenge categories, comma-separated: 1 title only, 2 title + first track, "
+        "3 title + first 5, 4 first 5, 5 title + first 10, 6 first 10, 7 title + first 25, "
+        "8 title + 25 random, 9 title + first 100, 10 title + 100 random."
+    ),
+]
+
+
 @app.command("evaluate")
 def evaluate_command(
     model: Annotated[
@@ -407,11 +453,9 @@ def evaluate_command(
     db: Annotated[Path, typer.Option(help="Database from `trecs build-db`.")] = Path("data/mpd.db"),
     split: Annotated[str, typer.Option(help="Split whose playlists are evaluated.")] = "test",
     num_playlists: Annotated[
-        int, typer.Option(min=1, help="Playlists to evaluate, spread over the seed categories.")
+        int, typer.Option(min=1, help="Playlists to evaluate, spread over the categories.")
     ] = 2000,
-    seeds: Annotated[
-        str, typer.Option(help="Seed categories: first:K (first K tracks) or random:K.")
-    ] = "first:1,first:5,first:10,first:25,random:25,first:100,random:100",
+    categories: CategoriesOption = "1,2,3,4,5,6,7,8,9,10",
     n: Annotated[int, typer.Option(min=1, help="Recommendations per playlist.")] = 500,
     seed: Annotated[
         int, typer.Option(min=0, help="Seed of the playlist and random-seed draws.")
@@ -426,45 +470,156 @@ def evaluate_command(
     json_: JsonOption = False,
 ) -> None:
     """Score recommendations with the RecSys Challenge 2018 metrics (R-precision, NDCG,
-    clicks) per seed category, with 95% confidence intervals."""
+    clicks) in the challenge's ten categories, with 95% confidence intervals."""
+    from trecs import challenge
     from trecs import evaluate as ev
 
-    categories = ev.parse_categories(seeds)
-    cases = ev.make_cases(db, split, categories, num_playlists, seed)
-    names = [model] + ([b for b in ev.BASELINES if b != model] if plot else [])
-    artist_of = ev.artists(db)
-    results = {}
-    for name in names:
-        contender = ev.load_recommender(name, db)
-        results[contender.name] = ev.run(contender, cases, artist_of, n)
-    main_name = next(iter(results))
+    numbers = challenge.parse_categories(categories)
+    per_category = max(1, num_playlists // len(numbers))
+    for output in (save_recommendations, plot):
+        if output is not None:
+            _new_output(output, [db], force=True)
+    cases = challenge.make_cases(db, split, per_category, seed, numbers)
+    results = ev.compare(model, db, cases, n, baselines=plot is not None)
+    _shortfall_notices(challenge.shortfall(cases, per_category, numbers), per_category)
     if save_recommendations is not None:
-        ev.save_recommendations(save_recommendations, cases, results[main_name], db)
+        ev.save_recommendations(save_recommendations, cases, next(iter(results.values())), db)
     if plot is not None:
         ev.plot(results, plot)
     if json_:
         print(json.dumps({"cases": len(cases), "n": n, "metrics": ev.as_json(results)}))
         return
     for name, result in results.items():
-        table = Table(
-            "seeds",
-            "playlists",
-            "R-precision",
-            "NDCG",
-            "clicks",
-            title=f"{name}: {len(cases)} playlists, {n} recommendations",
-        )
-        for group, by_metric in result.metrics.items():
-            table.add_row(
-                group,
-                str(by_metric["r_precision"].count),
-                *(
-                    f"{by_metric[m].mean:.4f} ± {by_metric[m].ci95:.4f}"
-                    for m in ("r_precision", "ndcg")
-                ),
-                f"{by_metric['clicks'].mean:.2f} ± {by_metric['clicks'].ci95:.2f}",
+        title = f"{name}: {len(cases)} playlists, {n} recommendations"
+        out.print(_metrics_table(title, result.metrics))
+
+
+challenge_app = typer.Typer(
+    help="The RecSys Challenge 2018's files: make a challenge set, recommend, score.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(challenge_app, name="challenge")
+
+
+@challenge_app.command("make")
+def challenge_make(
+    db: Annotated[Path, typer.Argument(help="Database from `trecs build-db`.")],
+    out_dir: Annotated[
+        Path, typer.Argument(help="Folder to write challenge_set.json and ground_truth.json to.")
+    ],
+    per_category: Annotated[
+        int, typer.Option(min=1, help="Playlists per category (the challenge had 1,000).")
+    ] = 1000,
+    split: Annotated[str, typer.Option(help="Split whose playlists are used.")] = "test",
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the playlist and random-seed draws.")
+    ] = 0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace OUT_DIR if it holds a challenge already.")
+    ] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Write a challenge set in the official format and its ground truth, from one split."""
+    from trecs.challenge import CATEGORIES, make_challenge
+
+    made = make_challenge(db, out_dir, per_category, seed, split, force)
+    _shortfall_notices(made.shortfall, per_category)
+    if json_:
+        print(
+            json.dumps(
+                {"out_dir": str(made.out_dir), "counts": made.counts, "shortfall": made.shortfall}
             )
-        out.print(table)
+        )
+        return
+    table = Table("category", "playlists", title=f"wrote {out_dir}")
+    for number, count in made.counts.items():
+        table.add_row(f"{number}: {CATEGORIES[number]}", f"{count:,}")
+    out.print(table)
+
+
+@challenge_app.command("recommend")
+def challenge_recommend(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A run or ranker directory, or a baseline: popularity, cooccurrence, playlist-knn."
+        ),
+    ],
+    challenge_set: Annotated[
+        Path,
+        typer.Argument(help="challenge_set.json: ours (`challenge make`) or the official one."),
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Submission CSV to write (.gz: gzipped).")
+    ],
+    db: Annotated[
+        Path | None, typer.Option(help="Database to recommend from [default: the model's].")
+    ] = None,
+    team: Annotated[str, typer.Option(help="Team name on the team_info line.")] = "trecs",
+    email: Annotated[
+        str, typer.Option(help="Contact email on the team_info line.")
+    ] = "trecs@example.com",
+    batch_size: Annotated[int, typer.Option(min=1, help="Playlists per recommender call.")] = 256,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Recommend 500 tracks for every playlist of a challenge set and write a submission."""
+    from trecs.challenge import read_challenge, recommend_challenge, write_submission
+    from trecs.recommenders import load
+
+    _new_output(output, [challenge_set, *([db] if db else []), Path(model)], force)
+    recommender = load(model, db)
+    db = db or recommender.db
+    _new_output(output, [db], force)
+    challenge = read_challenge(challenge_set, db)
+    if challenge.unknown_seeds:
+        err.print(
+            f"notice: {challenge.unknown_seeds:,} of {challenge.seeds:,} seed tracks are not in "
+            f"{db} and were dropped from the queries"
+        )
+    with _progress() as progress:
+        task = progress.add_task("recommending", total=len(challenge.queries), detail="")
+        recommended = recommend_challenge(
+            recommender,
+            challenge,
+            db,
+            batch_size,
+            on_batch=lambda done, total: progress.update(task, completed=done),
+        )
+    if recommended.filled:
+        err.print(
+            f"notice: {recommended.filled:,} playlists got fewer than 500 tracks from "
+            f"{recommender.name}; completed with the most popular tracks"
+        )
+    write_submission(output, team, email, [q.pid for q in challenge.queries], recommended.uris)
+    out.print(
+        f"wrote {output}: {len(challenge.queries):,} playlists x 500 tracks ({recommender.name})"
+    )
+
+
+@challenge_app.command("score")
+def challenge_score(
+    submission: Annotated[Path, typer.Argument(help="Submission CSV (or .csv.gz).")],
+    truth: Annotated[Path, typer.Argument(help="ground_truth.json from `trecs challenge make`.")],
+    db: Annotated[
+        Path | None,
+        typer.Option(help="Database for the artists of recommended tracks [default: the truth's]."),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Check a submission as the official checker does, then score it per category."""
+    from trecs.challenge import metrics_json, score
+
+    scores = score(submission, truth, db)
+    for notice in scores.notices:
+        err.print(f"notice: {notice}")
+    if json_:
+        print(json.dumps({"team_name": scores.team_name, "metrics": metrics_json(scores.metrics)}))
+        return
+    count = scores.metrics["all"]["r_precision"].count
+    out.print(
+        _metrics_table(f"{submission} ({scores.team_name}): {count} playlists", scores.metrics)
+    )
 
 
 def _terminate(signum: int, frame: object) -> None:
