@@ -423,3 +423,13 @@ def test_short_lists_are_completed_from_the_database(cli, tmp_path):
     for line, playlist in zip(lines, truth.playlists, strict=True):
         assert len(set(line[1:])) == 500 and not set(line[1:]) & set(playlist.seeds)
     assert cli("challenge", "score", output, out / "ground_truth.json").code == 0
+
+
+@pytest.mark.parametrize("command", ["make", "recommend", "score"])
+def test_every_challenge_option_is_explained(cli, command):
+    result = cli("challenge", command, "--help")
+    assert result.code == 0
+    options = [line.strip() for line in result.out.splitlines() if line.strip().startswith("-")]
+    assert options
+    for option in options:
+        assert option.startswith("--help") or len(option.split(None, 2)) >= 2, option

@@ -509,13 +509,8 @@ def _challenge_playlists(path: Path) -> list[tuple[dict, int]]:
             raise UserError(
                 f"{path}: {where}: num_samples {playlist['num_samples']} != {len(tracks)} tracks"
             )
-        if (
-            playlist["num_holdouts"] != playlist["num_tracks"] - len(tracks)
-            or playlist["num_holdouts"] < 1
-        ):
-            raise UserError(
-                f"{path}: {where}: num_holdouts does not match num_tracks - num_samples"
-            )
+        if playlist["num_holdouts"] < 0 or playlist["num_tracks"] < len(tracks):
+            raise UserError(f"{path}: {where}: num_tracks below num_samples or num_holdouts < 0")
         if positions != sorted(set(positions)) or any(
             not 0 <= p < playlist["num_tracks"] for p in positions
         ):
