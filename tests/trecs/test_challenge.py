@@ -16,11 +16,13 @@ from trecs.challenge import (
     infer_category,
     make_cases,
     make_challenge,
+    metrics_json,
     read_challenge,
     read_truth,
     shortfall,
 )
 from trecs.errors import UserError
+from trecs.evaluate import compare
 from trecs.metrics import clicks, ndcg, r_precision, summarise
 from trecs.synth import synth_mpd
 
@@ -171,7 +173,7 @@ def test_make_recommend_score(cli, db, tmp_path, model):
     assert made.code == 0, made.err
     assert made.json()["counts"] == {str(n): 3 for n in range(1, 11)}
     assert cli("challenge", "make", db, out).code == 2  # exists: needs --force
-    assert cli("challenge", "make", db, out, "--per-category", 3, "--force").code == 0
+    assert cli("challenge", "make", db, out, "--per-category", 3, "--seed", 2, "--force").code == 0
     submission = tmp_path / "submission.csv"
     args = ("challenge", "recommend", model, out / "challenge_set.json", "-o", submission)
     result = cli(*args, "--db", db, "--team", "my team", "--email", "me@example.org")
@@ -213,6 +215,11 @@ def test_make_recommend_score(cli, db, tmp_path, model):
             assert got["count"] == summary.count == len(chosen)
             assert got["mean"] == pytest.approx(summary.mean)
             assert got["ci95"] == pytest.approx(summary.ci95)
+    # `trecs evaluate` on the same cases gives the same figures.
+    evaluated = compare(model, db, make_cases(db, "test", 3, seed=2))[model]
+    for group, by_metric in metrics_json(evaluated.metrics).items():
+        for metric, summary in by_metric.items():
+            assert summary == pytest.approx(report["metrics"][group][metric])
     table = cli("challenge", "score", submission, out / "ground_truth.json")
     assert table.code == 0 and "R-precision" in table.out and "title only" in table.out
     if model == "cooccurrence":
