@@ -8,7 +8,7 @@ MPD_ZIP := data/spotify_million_playlist_dataset.zip
 DEMO := data/demo
 
 .PHONY: demo test lint bench-build-db bench-train bench-losses bench-generate bench-generate-trecs \
-	bench-generate-pressedplay bench-evaluate bench-dataset bench-predict clean-demo
+	bench-generate-pressedplay bench-evaluate bench-challenge bench-dataset bench-predict clean-demo
 
 ## demo: the main job end to end on built-in synthetic data, no network
 # The first track of demo playlist 0 (synth-mpd --seed 0; tests/trecs/test_synth.py pins it).
@@ -17,16 +17,16 @@ DEMO_SEED := spotify:track:wbGPjlbQnpRN7kgRKilgYf
 # pressedplay keeps its catalogs (and its latest-run note) inside data/demo too.
 DEMO_PP := PRESSEDPLAY_HOME=$(DEMO)/pressedplay $(PRESSEDPLAY)
 
-demo: $(DEMO)/run/config.json $(DEMO)/pressedplay-run/best.pt
+demo: $(DEMO)/ranker/ranker.json $(DEMO)/pressedplay-run/best.pt
 	$(TRECS) info $(DEMO)/mpd.db
-	$(TRECS) evaluate $(DEMO)/run --db $(DEMO)/mpd.db --num-playlists 700 --plot $(DEMO)/evaluation.png
+	$(TRECS) evaluate $(DEMO)/ranker --db $(DEMO)/mpd.db --num-playlists 700 --plot $(DEMO)/evaluation.png
 	$(TRECS) generate $(DEMO)/run --track $(DEMO_SEED) --length 10
 	$(DEMO_PP) info $(DEMO)/covers.db
 	$(DEMO_PP) evaluate $(DEMO)/pressedplay-run --db $(DEMO)/covers.db --split test
 	$(DEMO_PP) predict examples/sunset.jpg --model $(DEMO)/pressedplay-run --plot $(DEMO)/radar.png
 	$(DEMO_PP) generate examples/sunset.jpg --model $(DEMO)/pressedplay-run --catalog synth --n 10
 	$(DEMO_PP) generate examples/sunset.jpg --model $(DEMO)/pressedplay-run --continue $(DEMO)/run --n 10
-	@echo "trecs model: $(DEMO)/run (curves: $(DEMO)/run/metrics.jsonl); plot: $(DEMO)/evaluation.png"
+	@echo "trecs models: $(DEMO)/run (curves: $(DEMO)/run/metrics.jsonl), $(DEMO)/ranker; plot: $(DEMO)/evaluation.png"
 	@echo "pressedplay model: $(DEMO)/pressedplay-run; radar chart: $(DEMO)/radar.png"
 
 $(DEMO)/mpd/md5sums:
@@ -40,6 +40,10 @@ $(DEMO)/mpd.db: $(DEMO)/mpd/md5sums
 $(DEMO)/run/config.json: $(DEMO)/mpd.db
 	rm -rf $(DEMO)/run
 	$(TRECS) train $(DEMO)/run --db $(DEMO)/mpd.db --num-steps 600
+
+# The two-stage recommender over that run, trained on the valid split's challenge cases.
+$(DEMO)/ranker/ranker.json: $(DEMO)/run/config.json
+	$(TRECS) train-ranker $(DEMO)/ranker --run $(DEMO)/run --db $(DEMO)/mpd.db --force
 
 # pressedplay: 500 synthetic covers and their catalog, kept inside data/demo.
 $(DEMO)/covers.db:
@@ -94,6 +98,10 @@ bench-generate-pressedplay:
 
 bench-evaluate:
 	$(PYTHON) benchmarks/evaluate.py
+
+# trecs at the MPD's size: baselines' fit, ranker training, 10,000 challenge playlists
+bench-challenge:
+	$(PYTHON) benchmarks/challenge_scale.py
 
 # pressedplay: build-db from 5,000 local covers (covers/s) and the input pipeline (images/s)
 bench-dataset:

@@ -108,9 +108,9 @@ def test_weight_zero_is_the_transformers_own_greedy_continuation(continuer, trec
     assert [t["rank"] for t in result["tracks"]] == [1] * 10
     trained = continuer.trained
     seeds = [int(continuer.tokens[continuer.row_of_id[s["id"]]]) for s in result["seeds"]]
-    picks = Generator(trained.model, trained.table, len(trained.vocab)).continue_playlist(
-        seeds, Settings(length=10, greedy=True)
-    )
+    picks = Generator(
+        trained.model, trained.table, len(trained.vocab), trained.bias
+    ).continue_playlist(seeds, Settings(length=10, greedy=True))
     rows = continuer.row_of_token[picks]
     assert [continuer.index.ids[r] for r in rows] == [t["id"] for t in result["tracks"]]
 

@@ -166,15 +166,25 @@ class Continuer:
         vocab_size = self.vocab_size
         graphdef, self._params = nnx.split(trained.model)
         self._table = trained.table
+        # The run's per-track logit bias (its learned popularity), zero for runs without.
+        self._bias = jnp.zeros(trained.table.shape[0]) if trained.bias is None else trained.bias
         self.context = trained.model.config.context
+        mean = trained.model.config.readout == "mean"
 
-        @functools.partial(jax.jit, static_argnums=5)
-        def best(params, table, tokens, last, allowed, k: int):
+        @functools.partial(jax.jit, static_argnums=6)
+        def best(params, table, bias, tokens, last, allowed, k: int):
             model = nnx.merge(graphdef, params)
-            hidden = model(table[tokens][None], deterministic=True)[0, last]
+            states = model(table[tokens][None], deterministic=True)[0]
+            if mean:  # the run reads a playlist as trecs does: the mean over its positions
+                seen = (jnp.arange(states.shape[0]) <= last)[:, None]
+                hidden = jnp.sum(states * seen, axis=0) / (last + 1)
+            else:
+                hidden = states[last]
             # Over tracks only: training never scores <eop>/<start>/<unk> rows as outputs
             # (their logits are meaningless) and generation never emits them.
-            log_p = jax.nn.log_softmax(table[NUM_SPECIAL:vocab_size] @ hidden)
+            log_p = jax.nn.log_softmax(
+                table[NUM_SPECIAL:vocab_size] @ hidden + bias[NUM_SPECIAL:vocab_size]
+            )
             log_p = jnp.concatenate([jnp.full(NUM_SPECIAL, -jnp.inf), log_p])
             return top_k(jnp.where(allowed, log_p, -jnp.inf), k)
 
@@ -189,7 +199,7 @@ class Continuer:
         tokens = np.full(self.context, EOP, np.int32)
         tokens[: len(window)] = window
         values, rows = self._best(
-            self._params, self._table, tokens, np.int32(len(window) - 1), allowed, k
+            self._params, self._table, self._bias, tokens, np.int32(len(window) - 1), allowed, k
         )
         values, rows = np.asarray(values, np.float64), np.asarray(rows)
         keep = np.isfinite(values)
