@@ -83,7 +83,7 @@ def _token_lookup(track_ids: np.ndarray) -> np.ndarray:
     return lookup
 
 
-BASELINES = ("popularity", "cooccurrence", "playlist-knn")
+BASELINES = ("popularity", "cooccurrence", "playlist-knn", "title")
 
 
 @lru_cache(maxsize=2)
@@ -117,6 +117,11 @@ def baseline(name: str, db: Path) -> TokenRecommender:
         model = Cooccurrence(train_matrix(db))
     elif name == "playlist-knn":
         model = PlaylistKNN(train_matrix(db))
+    elif name == "title":
+        from trecs.titles import title_model
+
+        titled = title_model(db)
+        return TokenRecommender(name, db, vocab.track_ids, titled.recommend)
     else:
         raise UserError(f"{name}: not a baseline ({', '.join(BASELINES)})")
     return TokenRecommender(
