@@ -26,17 +26,18 @@ def score(run: Path, config, db: Path) -> tuple[float, float]:
 
     from trecs.checkpoints import load_run
     from trecs.config import EOP, NUM_SPECIAL
-    from trecs.data import PlaylistSource, Windows, loader
+    from trecs.data import TitledSource, Windows, loader
     from trecs.loss import loss_mask
 
     trained = load_run(run)
     model, table, vocab = trained.model, trained.table, trained.vocab
+    bias = jnp.zeros(table.shape[0]) if trained.bias is None else trained.bias
     classes = jnp.concatenate([jnp.array([EOP]), jnp.arange(NUM_SPECIAL, table.shape[0])])
 
     @jax.jit
     def evaluate(inputs, targets):
         hidden = model(table[inputs], deterministic=True)
-        logits = hidden @ table[classes].T
+        logits = hidden @ table[classes].T + bias[classes]
         index = jnp.searchsorted(classes, targets)
         nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), index[..., None], -1)[..., 0]
         top = jax.lax.top_k(logits, 10)[1]
@@ -44,7 +45,7 @@ def score(run: Path, config, db: Path) -> tuple[float, float]:
         mask = loss_mask(targets)
         return jnp.sum(nll * mask), jnp.sum(hit * mask), jnp.sum(mask)
 
-    source = PlaylistSource(db, "valid")
+    source = TitledSource(db, "valid")  # titles unused: the model reads untitled lists
     batches = loader(
         source, Windows(vocab.token_of(), config.model.context, 0.0), 16, 0, num_epochs=1
     )

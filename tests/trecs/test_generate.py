@@ -9,28 +9,54 @@ import pytest
 from flax import nnx
 
 from trecs.config import EOP, START, UNK, ModelConfig
+from trecs.data import title_tokens
 from trecs.generate import Generator, Settings, decode_step, empty_cache, top_k
 from trecs.model import PlaylistTransformer, init_table
+from trecs.recommend import Recommender
 
-CONFIG = ModelConfig(num_layers=2, num_heads=2, features=16, hidden=32, context=8)
+CONFIG = ModelConfig(num_layers=2, num_heads=2, features=16, hidden=32, context=8, title_buckets=64)
+
+
+def model_of(config: ModelConfig) -> PlaylistTransformer:
+    """An untrained model whose title words already mean something (they start at 0)."""
+    model = PlaylistTransformer(config, rngs=nnx.Rngs(0))
+    model.title.embedding.value = jax.random.normal(jax.random.key(9), (64, 16))
+    return model
 
 
 @pytest.fixture(scope="module")
 def generator():
-    model = PlaylistTransformer(CONFIG, rngs=nnx.Rngs(0))
+    model = model_of(CONFIG)
     table = 50 * init_table(jax.random.key(1), 100, 16)  # spread logits out
     return Generator(model, table)
 
 
-def test_cached_decoding_matches_the_full_forward_pass(generator):
+@pytest.mark.parametrize("title", [None, "Summer 2017"])
+def test_cached_decoding_matches_the_full_forward_pass(generator, title):
+    model = generator.model
     tokens = jnp.array([START, 5, 9, 13, 17, 21, 25])
-    full = generator.model(generator.table[tokens][None])[0]
-    cache = empty_cache(generator.model)
+    hashed = title_tokens(title, CONFIG.title_buckets)[None]
+    full = model(generator.table[tokens][None], hashed)[0]
+    vector = model.title_vector(hashed)[0]
+    cache = empty_cache(model)
     hidden = []
     for pos, token in enumerate(tokens):
-        cache, h = decode_step(generator.model, generator.table, cache, token, jnp.int32(pos))
+        cache, h = decode_step(model, generator.table, cache, token, jnp.int32(pos), vector)
         hidden.append(h)
     np.testing.assert_allclose(jnp.stack(hidden), full, atol=1e-5)
+
+
+@pytest.mark.parametrize("readout", ["last", "mean"])
+def test_the_first_greedy_pick_is_the_best_recommendation(readout):
+    """Generation scores tracks as batch recommendation does: readout, title and bias."""
+    model = model_of(CONFIG.model_copy(update={"readout": readout}))
+    table = 50 * init_table(jax.random.key(1), 100, 16)
+    bias = 5 * jax.random.normal(jax.random.key(2), (100,))
+    generator = Generator(model, table, bias=bias)
+    recommender = Recommender(model, table, bias=bias)
+    for seeds, title in (([5, 9, 13], "chill"), ([7], None), ([], "party")):
+        picks = generator.continue_playlist(seeds, Settings(length=1, greedy=True), title)
+        assert picks[0] == recommender.recommend([seeds], n=1, titles=[title])[0, 0]
 
 
 def test_top_k_is_exact():

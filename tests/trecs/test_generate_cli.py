@@ -77,8 +77,14 @@ def test_generate_formats(cli, run):
     assert unknown.code == 0 and "notice:" in unknown.err and "<unk>" in unknown.err
 
 
-def test_generate_errors(cli, run, tmp_path):
+def test_generate_reads_a_title(cli, run):
     run_dir, _ = run
-    cli("generate", run_dir, "--format", "xml").assert_error("--format")
-    cli("generate", run_dir, "--track", "zzzz qqqq").assert_error("no track or artist matches")
-    cli("generate", tmp_path).assert_error("not a trecs run")
+    picks = {}
+    for title in ("Workout", "workout!!"):
+        result = cli(
+            "generate", run_dir, "--title", title, "--length", 5, "--greedy", "--format", "json"
+        )
+        assert result.code == 0, result.err
+        assert not result.err.strip()  # the run reads titles: no notice
+        picks[title] = [t["uri"] for t in result.json()["tracks"]]
+    assert picks["Workout"] == picks["workout!!"]  # one normal form

@@ -18,7 +18,7 @@ NUM_ROWS = 64
 
 
 def setup(loss: str, optimizer: OptimizerConfig | None = None, num_negatives: int = 16):
-    optimizer = optimizer or OptimizerConfig(lr=1e-2)
+    optimizer = optimizer or OptimizerConfig(lr=1e-2, warmup_steps=0, cosine_decay=False)
     dense = dense_optimizer(optimizer, schedule(optimizer, 100))
     graphdef, state = init_state(jax.random.key(0), TINY, dense, NUM_ROWS)
     step = make_train_step(
@@ -78,7 +78,8 @@ def test_non_finite_loss_skips_the_update():
 
 
 def test_clipped_training_still_learns():
-    _, state, step, pop = setup("logq", OptimizerConfig(lr=1e-2, clip_norm=0.5))
+    clipped = OptimizerConfig(lr=1e-2, clip_norm=0.5, warmup_steps=0, cosine_decay=False)
+    _, state, step, pop = setup("logq", clipped)
     inputs, targets = batch()
     losses = []
     for i in range(40):
@@ -101,6 +102,11 @@ def test_warmup_and_cosine_schedule():
     assert float(lr(10)) == pytest.approx(1e-3)
     assert float(lr(60)) == pytest.approx(5e-4, rel=1e-3)
     assert float(lr(110)) == pytest.approx(0.0, abs=1e-9)
-    warm = schedule(OptimizerConfig(lr=1e-3, warmup_steps=4), 100)
+    warm = schedule(OptimizerConfig(lr=1e-3, warmup_steps=4, cosine_decay=False), 100)
     assert [round(float(warm(s)), 6) for s in (0, 2, 4, 50)] == [0.0, 5e-4, 1e-3, 1e-3]
-    assert float(schedule(OptimizerConfig(lr=1e-3), 100)(77)) == pytest.approx(1e-3)
+    constant = OptimizerConfig(lr=1e-3, warmup_steps=0, cosine_decay=False)
+    assert float(schedule(constant, 100)(77)) == pytest.approx(1e-3)
+    relative = schedule(OptimizerConfig(lr=1e-3), 2000)  # the default: 5% warm-up, cosine
+    assert float(relative(50)) == pytest.approx(5e-4)
+    assert float(relative(100)) == pytest.approx(1e-3)
+    assert float(relative(1050)) == pytest.approx(5e-4, rel=1e-3)

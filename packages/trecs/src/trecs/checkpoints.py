@@ -14,7 +14,7 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from trecs.config import TrainConfig
+from trecs.config import TrainConfig, load_saved
 from trecs.errors import UserError
 from trecs.model import PlaylistTransformer
 from trecs.optim import dense_optimizer, schedule
@@ -65,14 +65,17 @@ class TrainedModel:
     model: PlaylistTransformer
     table: jax.Array  # (rows, features): input embeddings and, tied, the output head
     step: int
+    bias: jax.Array | None = None  # (rows,) per-track logit bias, if the model has one
 
 
 def load_run(run_dir: Path) -> TrainedModel:
-    """The model and embedding table of a run's latest checkpoint, for inference."""
+    """The model and embedding table of a run's latest checkpoint, for inference. Runs
+    saved before titles, output biases and the mean readout load as they were trained:
+    without them."""
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise UserError(f"{run_dir}: not a trecs run (no config.json)")
-    config = TrainConfig.model_validate_json(config_path.read_text())
+    config = load_saved(config_path)
     vocab = Vocabulary.load(run_dir / "vocab.npz")
     checkpoints = ocp.CheckpointManager((run_dir / "checkpoints").resolve())
     step = checkpoints.latest_step()
@@ -85,7 +88,12 @@ def load_run(run_dir: Path) -> TrainedModel:
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
     ).state
     checkpoints.close()
-    return TrainedModel(config, vocab, nnx.merge(graphdef, state.params), state.table.table, step)
+    table = state.table.table
+    features = config.model.features
+    bias = table[:, features] if config.model.output_bias else None
+    return TrainedModel(
+        config, vocab, nnx.merge(graphdef, state.params), table[:, :features], step, bias
+    )
 
 
 def _abstract(config: TrainConfig, optimizer) -> tuple[nnx.GraphDef, TrainState]:

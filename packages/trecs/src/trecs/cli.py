@@ -270,7 +270,7 @@ def train_command(
         int | None, typer.Option(min=1, help="Playlists per step (global).")
     ] = None,
     lr: Annotated[
-        float | None, typer.Option(min=0.0, help="Peak AdamW learning rate [default: 5e-4].")
+        float | None, typer.Option(min=0.0, help="Peak AdamW learning rate [default: 2e-3].")
     ] = None,
     loss: Annotated[
         str | None, typer.Option(help="uniform, label-in-denominator, logq (default) or full.")
@@ -305,17 +305,17 @@ def train_command(
     ] = None,
     json_: JsonOption = False,
 ) -> None:
-    """Train the playlist transformer (defaults: the published trecs configuration on
+    """Train the playlist transformer (defaults: the configuration the README measures, on
     data/mpd.db into runs/trecs/default). Logs go to RUN_DIR/metrics.jsonl and
     RUN_DIR/tensorboard; checkpoints to RUN_DIR/checkpoints."""
-    from trecs.config import TrainConfig, load_toml, with_overrides
+    from trecs.config import TrainConfig, load_saved, load_toml, with_overrides
     from trecs.parallel import initialize
     from trecs.train import train
 
     initialize(coordinator_address, num_processes, process_id)
     saved = run_dir / "config.json"
     if resume and saved.is_file():
-        base = TrainConfig.model_validate_json(saved.read_text())
+        base = load_saved(saved)
     elif config is not None:
         base = load_toml(config, TrainConfig)
     else:
@@ -372,6 +372,9 @@ def generate_command(
     greedy: Annotated[bool, typer.Option(help="Always take the best track (no sampling).")] = False,
     allow_eop: Annotated[bool, typer.Option(help="Let the model end the playlist early.")] = False,
     seed: Annotated[int, typer.Option(min=0, help="Sampling seed.")] = 0,
+    title: Annotated[
+        str | None, typer.Option(help="The playlist's title, read by the model with the seeds.")
+    ] = None,
     format_: Annotated[
         str, typer.Option("--format", help="table, json or m3u (M3U8 of Spotify URIs).")
     ] = "table",
@@ -382,7 +385,7 @@ def generate_command(
     if format_ not in ("table", "json", "m3u"):
         raise UserError(f"--format {format_!r}: expected table, json or m3u")
     settings = Settings(length, top_k, temperature, greedy, allow_eop, seed)
-    result = continue_from_run(run_dir, track or [], settings, db)
+    result = continue_from_run(run_dir, track or [], settings, db, title)
     for notice in result.notices:
         err.print(f"notice: {notice}")
     if format_ == "json":
@@ -619,6 +622,54 @@ def challenge_score(
     count = scores.metrics["all"]["r_precision"].count
     out.print(
         _metrics_table(f"{submission} ({scores.team_name}): {count} playlists", scores.metrics)
+    )
+
+
+@app.command("train-ranker")
+def train_ranker_command(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write: ranker.json, model.txt.")],
+    run: Annotated[Path, typer.Option(help="Transformer run directory (a candidate generator).")],
+    db: Annotated[Path | None, typer.Option(help="Database [default: the run's].")] = None,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the training cases and of LightGBM.")
+    ] = 0,
+    candidates: Annotated[
+        int, typer.Option(min=10, help="Candidates per playlist, at most.")
+    ] = 1000,
+    force: ForceOption = False,
+    json_: JsonOption = False,
+) -> None:
+    """Train the two-stage recommender: candidates from the run, co-occurrence,
+    playlist-kNN, the title model and popularity, ordered by a LightGBM lambdarank model
+    trained on challenge cases of the valid split. Use OUT_DIR wherever a model is taken."""
+    from trecs.ranker import Settings, train_ranker
+
+    with _progress() as progress:
+        task = progress.add_task("candidates", total=None, detail="")
+        report = train_ranker(
+            out_dir,
+            run,
+            db,
+            seed=seed,
+            settings=Settings(candidates=candidates),
+            force=force,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    if json_:
+        print(json.dumps(report))
+        return
+    figures = report["validation"]
+    best = report["best_generator"]
+    out.print(
+        f"trained {out_dir}: {report['cases']:,} valid-split cases "
+        f"({report['fit_cases']:,} fitted, {report['holdout_cases']:,} held out), "
+        f"{report['candidates_per_case']:.0f} candidates per case holding "
+        f"{report['candidate_recall']:.1%} of the held-out tracks"
+    )
+    out.print(
+        f"held-out NDCG {figures['ranker']['ndcg']:.4f}, R-precision "
+        f"{figures['ranker']['r_precision']:.4f}; best generator alone ({best}) "
+        f"{figures[best]['ndcg']:.4f}, {figures[best]['r_precision']:.4f}"
     )
 
 

@@ -1,10 +1,10 @@
 """Training examples from the sqlite database, through Grain.
 
 A `PlaylistSource` reads one playlist's tracks per index (a range scan of the clustered
-membership table); `Windows` turns it into model inputs and targets: tokens, random
-<unk> replacement, a random window of `context + 1` tokens, <eop> padding. Grain's
-dataset API shuffles per epoch, batches, reads ahead on threads (and worker processes)
-and checkpoints its position.
+membership table), a `TitledSource` its title too; `Windows` turns them into model inputs
+and targets: tokens, random <unk> replacement, a random window of `context + 1` tokens,
+<eop> padding, the title's hashed words. Grain's dataset API shuffles per epoch,
+batches, reads ahead on threads (and worker processes) and checkpoints its position.
 """
 
 from __future__ import annotations
@@ -12,14 +12,32 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import zlib
 from pathlib import Path
 
 import grain
 import numpy as np
+import scipy.sparse as sp
 from absl import flags
 
-from trecs.config import EOP, START, UNK
+from trecs.config import EOP, NUM_SPECIAL, START, UNK
 from trecs.db import connect
+from trecs.titles import title_key
+
+TITLE_WORDS = 8  # hashed title tokens per playlist: the whole title and its first 7 words
+
+
+def title_tokens(title: str | None, buckets: int) -> np.ndarray:
+    """(TITLE_WORDS,) bucket ids of a title's normal form and its words (0: padding);
+    all padding for no title or a model without a title table. Hashes are crc32, the
+    same in every process and Python run."""
+    tokens = np.zeros(TITLE_WORDS, np.int32)
+    key = title_key(title) if buckets else ""
+    if key:
+        features = [f"t:{key}", *(f"w:{w}" for w in key.split()[: TITLE_WORDS - 1])]
+        for i, feature in enumerate(features):
+            tokens[i] = zlib.crc32(feature.encode()) % (buckets - 1) + 1
+    return tokens
 
 
 class PlaylistSource:
@@ -78,9 +96,51 @@ class PlaylistSource:
         self._local = threading.local()
 
 
+class TitledSource(PlaylistSource):
+    """index -> {"tracks": database track ids in order, "title": the playlist's name}."""
+
+    def __getitem__(self, index: int) -> dict:
+        row = (
+            self._connection()
+            .execute("SELECT name FROM playlists WHERE id = ?", (int(self.playlist_ids[index]),))
+            .fetchone()
+        )
+        return {"tracks": super().__getitem__(index), "title": row[0]}
+
+
+def split_matrix(db: Path, split: str, token_of: np.ndarray, num_tokens: int) -> sp.csr_matrix:
+    """Binary (playlists x tokens) matrix of a split's known track tokens, read in one scan
+    (the MPD's 66M memberships take about a minute)."""
+    conn = connect(db)
+    try:
+        pairs = np.array(
+            conn.execute(
+                "SELECT m.playlist_id, m.track_id FROM split_memberships s "
+                "JOIN splits ON splits.id = s.split_id AND splits.name = ? "
+                "JOIN playlist_track_memberships m ON m.playlist_id = s.playlist_id",
+                (split,),
+            ).fetchall(),
+            np.int64,
+        ).reshape(-1, 2)
+    finally:
+        conn.close()
+    playlists, rows = np.unique(pairs[:, 0], return_inverse=True)
+    tracks = pairs[:, 1]
+    known = tracks < len(token_of)
+    tokens = np.where(known, token_of[np.where(known, tracks, 0)], UNK)
+    keep = tokens >= NUM_SPECIAL
+    matrix = sp.csr_matrix(
+        (np.ones(keep.sum(), np.float32), (rows[keep], tokens[keep])),
+        shape=(len(playlists), num_tokens),
+    )
+    matrix.data[:] = 1.0  # a track twice in a playlist counts once
+    return matrix
+
+
 class Windows(grain.transforms.RandomMap):
-    """Track ids -> {"inputs", "targets"}: tokens [<start>, t1..tn, <eop>...], a random
-    window of context + 1 of them when the playlist is longer, shifted by one.
+    """{"tracks", "title"} -> {"inputs", "targets", "titles"}: tokens [<start>, t1..tn,
+    <eop>...], a random window of context + 1 of them when the playlist is longer, shifted
+    by one; the title's hashed words, hidden with probability `title_dropout`.
 
     With probability `subsample_proba` the playlist first becomes an ordered random subset
     of itself (each track kept at a rate drawn from 0.25..1), so that the model also learns
@@ -95,14 +155,22 @@ class Windows(grain.transforms.RandomMap):
         unk_proba: float,
         subsample_proba: float = 0.0,
         future_target_proba: float = 0.0,
+        title_buckets: int = 0,
+        title_dropout: float = 0.0,
     ) -> None:
         self.token_of = token_of
         self.context = context
         self.unk_proba = unk_proba
         self.subsample_proba = subsample_proba
         self.future_target_proba = future_target_proba
+        self.title_buckets = title_buckets
+        self.title_dropout = title_dropout
 
-    def random_map(self, track_ids: np.ndarray, rng: np.random.Generator) -> dict:
+    def random_map(self, playlist: dict, rng: np.random.Generator) -> dict:
+        track_ids = playlist["tracks"]
+        title = playlist["title"]
+        if self.title_dropout > 0 and rng.random() < self.title_dropout:
+            title = None
         if len(track_ids) and self.subsample_proba > 0 and rng.random() < self.subsample_proba:
             keep = rng.random(len(track_ids)) < rng.uniform(0.25, 1.0)
             keep[rng.integers(len(track_ids))] = True  # never empty
@@ -129,7 +197,11 @@ class Windows(grain.transforms.RandomMap):
             swap = (rng.random(len(targets)) < self.future_target_proba) & (first < last)
             drawn = first + np.floor(rng.random(len(targets)) * np.maximum(last - first, 1))
             targets[swap] = full[drawn.astype(np.int64)[swap]]
-        return {"inputs": inputs, "targets": targets}
+        return {
+            "inputs": inputs,
+            "targets": targets,
+            "titles": title_tokens(title, self.title_buckets),
+        }
 
 
 def loader(

@@ -57,9 +57,15 @@ def compare(
     model: str, db: Path, cases: Sequence[Case], n: int = 500, baselines: bool = False
 ) -> dict[str, Result]:
     """`model` (anything `recommenders.load` accepts) on the cases, and with `baselines`
-    every baseline it is not, on the same cases: recommender name -> result."""
+    every baseline it is not (and a ranker's own transformer run), on the same cases:
+    recommender name -> result."""
     artist_of = artists(db)
-    names = [model] + ([b for b in BASELINES if b != model] if baselines else [])
+    names = [model]
+    if baselines:
+        meta = Path(model) / "ranker.json"
+        if meta.is_file():  # a ranker: show its transformer alone too
+            names.append(json.loads(meta.read_text())["run"])
+        names += [b for b in BASELINES if b != model]
     results = {}
     for name in names:
         recommender = load(name, db)

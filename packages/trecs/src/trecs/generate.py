@@ -2,8 +2,10 @@
 
 Each new track costs one transformer step over one token (earlier keys and values are
 cached) and one matrix product of the hidden state with the embedding table (the tied
-output head), followed by a partial sort. Positions are learned and window-relative, so
-when a playlist outgrows the context the cache restarts on its most recent half.
+output head, plus the per-track bias), followed by a partial sort. Tracks are scored as
+`trecs.recommend` scores them: by the last hidden state or the mean over the window's.
+Positions are learned and window-relative, so when a playlist outgrows the context the
+cache restarts on its most recent half. A title, if given, is added at every position.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from trecs.config import EOP, NUM_SPECIAL, START, UNK
+from trecs.data import title_tokens
 from trecs.model import Block, PlaylistTransformer
 
 
@@ -42,10 +45,18 @@ def _attend(block: Block, x: jax.Array, cache_k: jax.Array, cache_v: jax.Array, 
 
 
 def decode_step(
-    model: PlaylistTransformer, table: jax.Array, cache: Cache, token: jax.Array, pos: jax.Array
+    model: PlaylistTransformer,
+    table: jax.Array,
+    cache: Cache,
+    token: jax.Array,
+    pos: jax.Array,
+    title: jax.Array | None = None,
 ) -> tuple[Cache, jax.Array]:
-    """Feed `token` at window position `pos`; returns the cache and the hidden state."""
+    """Feed `token` at window position `pos`; returns the cache and the hidden state.
+    `title`: the playlist's title vector (`PlaylistTransformer.title_vector`), if any."""
     x = table[token][None] + model.position[...][pos][None]  # (1, features)
+    if title is not None:
+        x = x + title[None]
     keys, values = [], []
     for layer, block in enumerate(model.blocks):
         x, k, v = _attend(block, x, cache.keys[layer], cache.values[layer], pos)
@@ -88,48 +99,81 @@ class Generator:
     """Continues playlists of tokens with a trained model (see `trecs.checkpoints`)."""
 
     def __init__(
-        self, model: PlaylistTransformer, table: jax.Array, vocab_size: int | None = None
+        self,
+        model: PlaylistTransformer,
+        table: jax.Array,
+        vocab_size: int | None = None,
+        bias: jax.Array | None = None,
     ) -> None:
-        """`vocab_size`: tokens that are tracks; rows beyond it are padding, never picked."""
+        """`vocab_size`: tokens that are tracks; rows beyond it are padding, never picked.
+        `bias`: the run's per-track logit bias, if it has one."""
         self.model = model
         self.table = table
+        self.bias = jnp.zeros(table.shape[0]) if bias is None else bias
         vocab_size = vocab_size or table.shape[0]
         self.context = model.config.context
         graphdef, params = nnx.split(model)
 
         @jax.jit
-        def step(params, table, cache, token, pos):
-            return decode_step(nnx.merge(graphdef, params), table, cache, token, pos)
+        def step(params, table, cache, token, pos, title):
+            return decode_step(nnx.merge(graphdef, params), table, cache, token, pos, title)
 
         @jax.jit
-        def score(table, hidden, banned, temperature):
-            logits = (table @ hidden) / temperature
+        def title_vector(params, hashed):
+            return nnx.merge(graphdef, params).title_vector(hashed[None])[0]
+
+        @jax.jit
+        def score(table, bias, hidden, banned, temperature):
+            logits = (table @ hidden + bias) / temperature
             logits = jnp.where(jnp.arange(logits.shape[0]) < vocab_size, logits, -jnp.inf)
             logits = logits.at[banned].set(-jnp.inf, mode="drop")
             return logits
 
         self._params = params
         self._step = step
+        self._title_vector = title_vector
         self._score = score
         self._top_k = jax.jit(top_k, static_argnums=1)
 
+    def _advance(self, token: int) -> jax.Array:
+        """Feed one token at the next window position; the readout of the window so far
+        (its last hidden state, or the mean of its hidden states)."""
+        self._cache, hidden = self._step(
+            self._params,
+            self.table,
+            self._cache,
+            jnp.int32(token),
+            jnp.int32(self._length),
+            self._title,
+        )
+        self._length += 1
+        self._sum = self._sum + hidden
+        return self._sum / self._length if self.model.config.readout == "mean" else hidden
+
     def _feed(self, tokens: Sequence[int]) -> jax.Array:
-        """(Re)start the cache on `tokens` (at most a context); the last hidden state."""
+        """(Re)start the cache on `tokens` (at most a context); their readout."""
         self._cache = empty_cache(self.model)
-        hidden = None
-        for pos, token in enumerate(tokens):
-            self._cache, hidden = self._step(
-                self._params, self.table, self._cache, jnp.int32(token), jnp.int32(pos)
-            )
-        self._length = len(tokens)
+        self._length = 0
+        self._sum = jnp.zeros(self.model.config.features)
+        for token in tokens:
+            hidden = self._advance(token)
         return hidden
 
-    def continue_playlist(self, seeds: Sequence[int], settings: Settings) -> list[int]:
-        """`settings.length` new track tokens after `seeds` (tokens; <unk> allowed).
+    def continue_playlist(
+        self, seeds: Sequence[int], settings: Settings, title: str | None = None
+    ) -> list[int]:
+        """`settings.length` new track tokens after `seeds` (tokens; <unk> allowed), for a
+        playlist called `title` (None: untitled).
 
         Never <start>, <unk>, a seed or an earlier pick; never <eop> unless allowed
         (and then generation stops at it).
         """
+        buckets = self.model.config.title_buckets
+        self._title = (
+            self._title_vector(self._params, title_tokens(title, buckets))
+            if buckets
+            else jnp.zeros(self.model.config.features)
+        )
         history = [START, *seeds]
         window = history[-self.context :]
         hidden = self._feed(window)
@@ -138,7 +182,7 @@ class Generator:
         picks: list[int] = []
         while len(picks) < settings.length:
             banned_array = jnp.asarray(sorted(banned), jnp.int32)
-            scores = self._score(self.table, hidden, banned_array, settings.temperature)
+            scores = self._score(self.table, self.bias, hidden, banned_array, settings.temperature)
             values, rows = self._top_k(scores, 1 if settings.greedy else settings.top_k)
             values, rows = np.asarray(values, np.float64), np.asarray(rows)
             allowed = np.isfinite(values)
@@ -157,10 +201,7 @@ class Generator:
             if self._length == self.context:  # window full: restart on its recent half
                 hidden = self._feed(history[-(self.context // 2) :])
             else:
-                self._cache, hidden = self._step(
-                    self._params, self.table, self._cache, jnp.int32(token), jnp.int32(self._length)
-                )
-                self._length += 1
+                hidden = self._advance(token)
         return picks
 
 
@@ -172,9 +213,14 @@ class Continuation:
 
 
 def continue_from_run(
-    run_dir: Path, queries: list[str], settings: Settings, db: Path | None = None
+    run_dir: Path,
+    queries: list[str],
+    settings: Settings,
+    db: Path | None = None,
+    title: str | None = None,
 ) -> Continuation:
-    """Resolve the user's seeds, continue the playlist with the run's model, describe it."""
+    """Resolve the user's seeds, continue the playlist (called `title`, if given) with the
+    run's model, describe it."""
     from trecs.checkpoints import load_run
     from trecs.db import connect
     from trecs.seeds import resolve
@@ -190,8 +236,10 @@ def continue_from_run(
         if token == UNK:
             notices.append(f"{seed.label}: not in the model's vocabulary, read as <unk>")
         tokens.append(token)
-    generator = Generator(trained.model, trained.table, len(trained.vocab))
-    picks = generator.continue_playlist(tokens, settings)
+    if title is not None and not trained.config.model.title_buckets:
+        notices.append(f"{run_dir} was trained without titles: --title is ignored")
+    generator = Generator(trained.model, trained.table, len(trained.vocab), trained.bias)
+    picks = generator.continue_playlist(tokens, settings, title)
     ids = [int(trained.vocab.track_ids[t - NUM_SPECIAL]) for t in picks]
     conn = connect(db)
     try:

@@ -18,13 +18,16 @@ from trecs.config import OptimizerConfig
 
 
 def schedule(config: OptimizerConfig, num_steps: int) -> optax.Schedule:
-    """Constant, or linear warm-up then cosine decay to zero over the run."""
+    """Linear warm-up (by default over 5% of the run), then constant or cosine decay to
+    zero at `num_steps`."""
+    warmup = num_steps // 20 if config.warmup_steps is None else config.warmup_steps
     if config.cosine_decay:
+        warmup = max(warmup, 1)
         return optax.warmup_cosine_decay_schedule(
-            0.0, config.lr, max(config.warmup_steps, 1), max(num_steps, config.warmup_steps + 1)
+            0.0, config.lr, warmup, max(num_steps, warmup + 1)
         )
-    if config.warmup_steps:
-        return optax.linear_schedule(0.0, config.lr, config.warmup_steps)
+    if warmup:
+        return optax.linear_schedule(0.0, config.lr, warmup)
     return optax.constant_schedule(config.lr)
 
 

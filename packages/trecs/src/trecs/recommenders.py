@@ -135,12 +135,12 @@ def transformer(run_dir: Path, db: Path | None = None) -> TokenRecommender:
     from trecs.recommend import Recommender as Scorer
 
     trained = load_run(run_dir)
-    scorer = Scorer(trained.model, trained.table, len(trained.vocab))
+    scorer = Scorer(trained.model, trained.table, len(trained.vocab), trained.bias)
     return TokenRecommender(
         run_dir.name,
         Path(db or trained.config.db),
         trained.vocab.track_ids,
-        lambda seeds, titles, n: scorer.recommend(seeds, n),
+        lambda seeds, titles, n: scorer.recommend(seeds, n, titles=titles),
     )
 
 
@@ -153,6 +153,10 @@ def load(model: str, db: Path | None = None) -> Recommender:
     path = Path(model)
     if not path.is_dir():
         raise UserError(f"{model}: neither a model directory nor one of {', '.join(BASELINES)}")
+    if (path / "ranker.json").is_file():
+        from trecs.ranker import load_ranker
+
+        return load_ranker(path, db)
     if (path / "config.json").is_file():
         return transformer(path, db)
-    raise UserError(f"{model}: not a trecs run or ranker directory (no config.json)")
+    raise UserError(f"{model}: not a trecs run or ranker directory (no config.json or ranker.json)")

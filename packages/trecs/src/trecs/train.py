@@ -3,7 +3,9 @@
 A run directory holds `config.json` (the effective configuration), `vocab.npz`,
 `checkpoints/` (Orbax: model, optimiser, table and the Grain iterator's position),
 `metrics.jsonl` and `tensorboard/`. Randomness comes from the seed and the step number
-alone, so a resumed run continues exactly where the checkpoint left it.
+alone, so a resumed run continues exactly where the checkpoint left it. The track table
+starts from the train split's co-occurrence structure (`table_init = "svd"`) unless
+random is asked for; a resumed run skips that work, the checkpoint has the table.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import jax
 import numpy as np
 
 from trecs import checkpoints
-from trecs.config import TrainConfig
-from trecs.data import PlaylistSource, Windows, loader
+from trecs.config import NUM_SPECIAL, TrainConfig, load_saved
+from trecs.data import TitledSource, Windows, loader, split_matrix
 from trecs.db import connect
 from trecs.errors import UserError
-from trecs.optim import dense_optimizer, schedule
+from trecs.model import svd_vectors
+from trecs.optim import dense_optimizer, init_table_state, schedule
 from trecs.parallel import DataParallel, padded_rows
-from trecs.train_step import init_state, make_eval_step, make_train_step, popularity
+from trecs.train_step import TrainState, init_state, make_eval_step, make_train_step, popularity
 from trecs.vocab import Vocabulary, build_vocabulary
 
 
@@ -35,7 +38,7 @@ def prepare_run(run_dir: Path, config: TrainConfig, resume: bool) -> tuple[Train
     if resume:
         if not config_path.is_file():
             raise UserError(f"{run_dir}: nothing to resume (no config.json)")
-        saved = TrainConfig.model_validate_json(config_path.read_text())
+        saved = load_saved(config_path)
         mismatch = _first_difference(saved.fixed(), config.fixed())
         if mismatch:
             raise UserError(f"{run_dir}: {mismatch} differs from the run's saved config.json")
@@ -104,7 +107,7 @@ def train(
     pop = parallel.replicate(popularity(counts, config.loss.alpha))
 
     token_of = vocab.token_of()
-    train_source = PlaylistSource(config.db, "train")
+    train_source = TitledSource(config.db, "train")
     if len(train_source) < parallel.local_batch_size:
         raise UserError(f"{config.db}: fewer train playlists than one batch")
     iterator = iter(
@@ -116,6 +119,8 @@ def train(
                 unk_proba=config.unk_proba,
                 subsample_proba=config.subsample_proba,
                 future_target_proba=config.future_target_proba,
+                title_buckets=config.model.title_buckets,
+                title_dropout=config.title_dropout,
             ),
             parallel.local_batch_size,
             config.seed,
@@ -131,6 +136,8 @@ def train(
     if resume and saver.latest_step() is not None:
         start = saver.latest_step()
         state = checkpoints.restore(saver, start, state, iterator)
+    elif config.table_init == "svd":
+        state = _svd_table(state, config, token_of, len(vocab))
     state = parallel.place(state, config.shard_table)
     log = _Log(run_dir, start, config.batch_size, on_log)
 
@@ -140,21 +147,30 @@ def train(
         values = [
             float(
                 eval_step(
-                    state.params, state.table.table, x, y, jax.random.fold_in(eval_key, i), pop
+                    state.params,
+                    state.table.table,
+                    batch["inputs"],
+                    batch["targets"],
+                    jax.random.fold_in(eval_key, i),
+                    pop,
+                    batch["titles"],
                 )
             )
-            for i, (x, y) in enumerate(eval_batches)
+            for i, batch in enumerate(eval_batches)
         ]
         return float(np.mean(values))
 
     last = log.last
     try:
         for step in range(start, config.num_steps):
-            batch = next(iterator)
-            inputs = parallel.global_batch(batch["inputs"])
-            targets = parallel.global_batch(batch["targets"])
+            batch = {name: parallel.global_batch(part) for name, part in next(iterator).items()}
             state, metrics = train_step(
-                state, inputs, targets, jax.random.fold_in(step_key, step), pop
+                state,
+                batch["inputs"],
+                batch["targets"],
+                jax.random.fold_in(step_key, step),
+                pop,
+                batch["titles"],
             )
             done = step + 1
             final = done == config.num_steps
@@ -170,15 +186,36 @@ def train(
     return last
 
 
+def _svd_table(
+    state: TrainState, config: TrainConfig, token_of: np.ndarray, vocab_size: int
+) -> TrainState:
+    """The table with its track rows pointing where `svd_vectors` of the train split
+    point, each at the random rows' mean norm: the model's first steps see the scale they
+    were tuned for, and a rare track's direction counts as much as a popular one's (the
+    output bias carries popularity). Special, padding and unplayed rows stay random."""
+    table = np.array(state.table.table)
+    features = config.model.features
+    matrix = split_matrix(config.db, "train", token_of, vocab_size)
+    vectors = svd_vectors(matrix[:, NUM_SPECIAL:], features, config.seed)
+    random_norm = np.sqrt(np.mean(np.sum(table[:, :features] ** 2, axis=1)))
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = table[NUM_SPECIAL:vocab_size, :features]
+    table[NUM_SPECIAL:vocab_size, :features] = np.where(
+        norms > 0, vectors * (random_norm / np.maximum(norms, 1e-30)), rows
+    )
+    return state._replace(table=init_table_state(jax.numpy.asarray(table)))
+
+
 def _eval_batches(config: TrainConfig, token_of: np.ndarray, parallel: DataParallel) -> list:
-    """A fixed set of validation batches (no <unk> noise), reused at every evaluation."""
-    source = PlaylistSource(config.db, "valid")
+    """A fixed set of validation batches (no <unk> noise, titles shown), reused at every
+    evaluation."""
+    source = TitledSource(config.db, "valid")
     if len(source) < parallel.local_batch_size:
         return []
     batches: Iterator = iter(
         loader(
             source,
-            Windows(token_of, config.model.context, 0.0),
+            Windows(token_of, config.model.context, 0.0, title_buckets=config.model.title_buckets),
             parallel.local_batch_size,
             config.seed,
             num_epochs=1,
@@ -188,9 +225,7 @@ def _eval_batches(config: TrainConfig, token_of: np.ndarray, parallel: DataParal
     )
     out = []
     for batch in batches:
-        out.append(
-            (parallel.global_batch(batch["inputs"]), parallel.global_batch(batch["targets"]))
-        )
+        out.append({name: parallel.global_batch(part) for name, part in batch.items()})
         if len(out) == config.eval_batches:
             break
     return out

@@ -15,7 +15,7 @@ from flax import nnx
 
 from trecs import loss as losses
 from trecs.config import EOP, NUM_SPECIAL, LossConfig, ModelConfig, OptimizerConfig
-from trecs.model import PlaylistTransformer, init_table
+from trecs.model import PlaylistTransformer, embedding, init_table, with_bias_input
 from trecs.optim import TableState, dense_optimizer, init_table_state, schedule, update_rows
 
 
@@ -51,7 +51,9 @@ def init_state(
     model_key, table_key = jax.random.split(key)
     model = PlaylistTransformer(model_config, rngs=nnx.Rngs(params=model_key))
     graphdef, params = nnx.split(model, nnx.Param)
-    table = init_table_state(init_table(table_key, num_rows, model_config.features))
+    table = init_table_state(
+        init_table(table_key, num_rows, model_config.features, model_config.output_bias)
+    )
     return graphdef, TrainState(params, optimizer.init(params), table, jnp.zeros((), jnp.int32))
 
 
@@ -112,16 +114,19 @@ class _Objective:
         negatives: jax.Array,
         pop: Popularity | None,
         dropout_key: jax.Array | None,
+        titles: jax.Array | None,
     ) -> jax.Array:
         model = nnx.merge(self.graphdef, params)
         n = batch.targets.shape[0]
+        embedded = embedding(rows[batch.inputs], model.config)
         if dropout_key is None:
-            hidden = model(rows[batch.inputs], deterministic=True)
+            hidden = model(embedded, titles, deterministic=True)
         else:
             hidden = model(
-                rows[batch.inputs], deterministic=False, rngs=nnx.Rngs(dropout=dropout_key)
+                embedded, titles, deterministic=False, rngs=nnx.Rngs(dropout=dropout_key)
             )
-        hidden = hidden.reshape(n, -1)
+        # Dot products with whole table rows then include each track's bias.
+        hidden = with_bias_input(hidden.reshape(n, -1), model.config)
         flat_targets = targets.reshape(n)
         if self.config.name == "full":
             per = losses.full(hidden, rows, batch.targets, batch.negatives)
@@ -154,7 +159,9 @@ def make_train_step(
     num_rows: int,
     num_steps: int,
 ) -> Callable[..., tuple[TrainState, dict]]:
-    """A jitted `step(state, inputs, targets, key, popularity) -> (state, metrics)`.
+    """A jitted `step(state, inputs, targets, key, popularity, titles) -> (state,
+    metrics)`; `titles`: the batch's hashed title words (`trecs.data.title_tokens`), or
+    None for untitled playlists.
 
     The state is donated: the table and its moments are updated in place.
     """
@@ -162,14 +169,21 @@ def make_train_step(
     optimizer = dense_optimizer(optimizer_config, lr_schedule)
     objective = _Objective(graphdef, loss_config, num_rows)
 
-    def step(state: TrainState, inputs, targets, key, pop: Popularity | None = None):
+    def step(
+        state: TrainState,
+        inputs,
+        targets,
+        key,
+        pop: Popularity | None = None,
+        titles: jax.Array | None = None,
+    ):
         negative_key, dropout_key = jax.random.split(key)
         negatives = objective.negatives(negative_key, inputs.size, pop)
         batch = _gather(inputs, targets, negatives, num_rows)
         rows = state.table.table.at[batch.unique].get(mode="fill", fill_value=0.0)
 
         def loss_fn(params, rows):
-            return objective.loss(params, rows, batch, targets, negatives, pop, dropout_key)
+            return objective.loss(params, rows, batch, targets, negatives, pop, dropout_key, titles)
 
         loss, (param_grads, row_grads) = jax.value_and_grad(loss_fn, argnums=(0, 1))(
             state.params, rows
@@ -197,14 +211,15 @@ def make_train_step(
 def make_eval_step(
     graphdef: nnx.GraphDef, loss_config: LossConfig, num_rows: int
 ) -> Callable[..., jax.Array]:
-    """A jitted `loss(params, table, inputs, targets, key, popularity)`: no dropout, no
-    update; the same estimator as training, so pass fixed keys for comparable values."""
+    """A jitted `loss(params, table, inputs, targets, key, popularity, titles)`: no
+    dropout, no update; the same estimator as training, so pass fixed keys for
+    comparable values."""
     objective = _Objective(graphdef, loss_config, num_rows)
 
-    def evaluate(params, table, inputs, targets, key, pop: Popularity | None = None):
+    def evaluate(params, table, inputs, targets, key, pop: Popularity | None = None, titles=None):
         negatives = objective.negatives(key, inputs.size, pop)
         batch = _gather(inputs, targets, negatives, num_rows)
         rows = table.at[batch.unique].get(mode="fill", fill_value=0.0)
-        return objective.loss(params, rows, batch, targets, negatives, pop, None)
+        return objective.loss(params, rows, batch, targets, negatives, pop, None, titles)
 
     return jax.jit(evaluate)

@@ -1,0 +1,595 @@
+"""The two-stage recommender that won the RecSys Challenge 2018: candidates, then a ranker.
+
+Stage one: candidate generators score every track of the train vocabulary for a chunk of
+queries (the transformer run, co-occurrence, playlist-kNN, the title model, popularity);
+each query's candidates are the union of the generators' top `depth` tracks (co-occurrence,
+kNN and title only where they have evidence), at most `candidates` of them, by their best
+rank over the generators divided by the generator's weight; seeds and special tokens never.
+
+Stage two: a LightGBM lambdarank model orders the candidates by features of each (query,
+candidate) pair: every generator's score, rank (capped at `depth`) and score relative to
+its best, co-occurrence with the last seed alone, track, artist and album popularity,
+artist and album overlap with the seeds, the query's shape (seeds, known seeds, title),
+and whether the title's words occur in the track's, artist's or album's name. It is
+trained on challenge cases from the valid split, which none of the generators saw,
+with early stopping on a held-out part of those cases' playlists.
+
+Everything is vectorised per chunk of 32 queries: dense (32, vocabulary) float32 scores
+per generator, then one feature row per candidate by array indexing, so that the full
+MPD (2.26M tracks) fits on one machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from trecs import __version__
+from trecs.config import NUM_SPECIAL, UNK
+from trecs.db import connect
+from trecs.errors import UserError
+from trecs.recommenders import Query, train_matrix, train_vocabulary
+from trecs.titles import normalise, title_model
+
+FORMAT_VERSION = 1
+GENERATORS = ("transformer", "cooccurrence", "playlist_knn", "title", "popularity")
+# Generators with dense scores, whose zero means "no evidence": they propose only tracks
+# they scored. The transformer and popularity give ranked lists.
+SCORED = ("cooccurrence", "playlist_knn", "title")
+CHUNK = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    candidates: int = 1000  # per query, at most
+    depth: int = 1000  # each generator's top tracks offered; its ranks are capped there
+    knn_neighbours: int = 100
+    # A candidate's priority is its best rank / weight over the generators: the strong
+    # neighbourhood generators offer their lists deeper (recall of the 1,000 candidates
+    # on the valid split of 2,000 real playlists: 0.316 with these weights, 0.298 equal).
+    weights: tuple[float, ...] = (1.0, 2.0, 4.0, 1.0, 0.5)  # in GENERATORS order
+
+
+def feature_names() -> list[str]:
+    """The ranker's features, in the order of `Batch.features`' columns."""
+    scored = [f"{g}_{what}" for g in SCORED for what in ("score", "rank", "relative")]
+    return [
+        "transformer_rank",
+        "last_seed_cooccurrence",
+        *scored,
+        "last_seed_artist",
+        "last_seed_album",
+        "log_track_popularity",
+        "log_artist_popularity",
+        "log_album_popularity",
+        "artist_seed_count",
+        "artist_seed_share",
+        "album_seed_count",
+        "album_seed_share",
+        "num_seeds",
+        "known_seed_share",
+        "has_title",
+        "title_words_in_track",
+        "title_words_in_artist",
+        "title_words_in_album",
+    ]
+
+
+def train_fingerprint(db: Path) -> str:
+    """A hash of the database's train split (its tracks and their counts): generators
+    fitted on another train split would feed the ranker features it never saw."""
+    vocab = train_vocabulary(db)
+    digest = hashlib.sha256(vocab.track_ids.astype(np.int64).tobytes())
+    digest.update(vocab.counts.astype(np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class _Catalog:
+    """Per-token facts the features need: artist, album, popularity, name words."""
+
+    def __init__(self, db: Path) -> None:
+        vocab = train_vocabulary(db)
+        conn = connect(db)
+        try:
+            tracks = {
+                row[0]: row[1:]
+                for row in conn.execute("SELECT id, artist_id, album_id, name FROM tracks")
+            }
+            artist_names = dict(conn.execute("SELECT id, name FROM artists"))
+            album_names = dict(conn.execute("SELECT id, name FROM albums"))
+        finally:
+            conn.close()
+        rows = [tracks[int(t)] for t in vocab.track_ids]
+        # Dense artist and album indices over the vocabulary's tracks.
+        artists, self.artist = np.unique(
+            np.array([r[0] for r in rows], np.int64), return_inverse=True
+        )
+        albums, self.album = np.unique(
+            np.array([r[1] for r in rows], np.int64), return_inverse=True
+        )
+        counts = vocab.counts[NUM_SPECIAL:].astype(np.float64)
+        self.log_track = np.log1p(counts).astype(np.float32)
+        self.log_artist = np.log1p(np.bincount(self.artist, counts)).astype(np.float32)
+        self.log_album = np.log1p(np.bincount(self.album, counts)).astype(np.float32)
+        self.words: dict[str, int] = {}
+        entries = [
+            self._words([r[2] for r in rows]),
+            self._words([artist_names[a] for a in artists]),
+            self._words([album_names[a] for a in albums]),
+        ]
+        self.track_words, self.artist_words, self.album_words = (
+            sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(size, len(self.words)))
+            for r, c, size in entries
+        )
+
+    def _words(self, names: Sequence[str]) -> tuple[list[int], list[int], int]:
+        """(row, word) entries of the normalised names' words, growing the word index."""
+        rows, cols = [], []
+        for row, name in enumerate(names):
+            for word in set(normalise(name).split()):
+                rows.append(row)
+                cols.append(self.words.setdefault(word, len(self.words)))
+        return rows, cols, len(names)
+
+    def title_words(self, titles: Sequence[str | None]) -> tuple[sp.csr_matrix, np.ndarray]:
+        """(len, words) binary title words known to the names, and each title's word count."""
+        rows, cols, sizes = [], [], []
+        for row, title in enumerate(titles):
+            words = set(normalise(title).split()) if title else set()
+            sizes.append(len(words))
+            for word in words:
+                col = self.words.get(word)
+                if col is not None:
+                    rows.append(row)
+                    cols.append(col)
+        matrix = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(titles), len(self.words))
+        )
+        return matrix, np.asarray(sizes, np.float32)
+
+
+@dataclass
+class Batch:
+    """Candidates of a chunk of queries: row i is query `query[i]`'s candidate `token[i]`."""
+
+    query: np.ndarray  # (m,) index of the query in the chunk
+    token: np.ndarray  # (m,) vocabulary token
+    features: np.ndarray  # (m, features) float32
+
+
+class Generators:
+    """The candidate generators and features of one database's train split and one run."""
+
+    def __init__(self, db: Path, trained, settings: Settings) -> None:
+        """`trained`: a `checkpoints.TrainedModel` whose vocabulary is `db`'s train one."""
+        from trecs.baselines import Cooccurrence, PlaylistKNN
+        from trecs.recommend import Recommender
+
+        self.db = db
+        self.settings = settings
+        self.vocab = train_vocabulary(db)
+        if not np.array_equal(trained.vocab.track_ids, self.vocab.track_ids):
+            raise UserError(
+                f"the run was trained on another train split than {db}'s (train it with --db {db})"
+            )
+        self.run_step = trained.step
+        self.transformer = Recommender(trained.model, trained.table, len(self.vocab), trained.bias)
+        self.cooccurrence = Cooccurrence(train_matrix(db))
+        self.knn = PlaylistKNN(train_matrix(db), settings.knn_neighbours)
+        self.title = title_model(db)
+        self.catalog = _Catalog(db)
+        self.token_of = self.vocab.token_of()
+
+    def tokens(self, seeds: Sequence[int]) -> list[int]:
+        size = len(self.token_of)
+        return [int(self.token_of[s]) if 0 <= s < size else UNK for s in seeds]
+
+    def ids(self, ranked: np.ndarray, query: Query, n: int) -> np.ndarray:
+        """Database ids of the first n ranked tokens, popular non-seed tracks after them."""
+        tracks = ranked[:n] - NUM_SPECIAL
+        if len(tracks) < n:
+            seeds = np.asarray(self.tokens(query.seeds), np.int64) - NUM_SPECIAL
+            pool = np.arange(min(n + len(seeds) + len(tracks), len(self.vocab.track_ids)))
+            pool = pool[~np.isin(pool, tracks) & ~np.isin(pool, seeds)]
+            tracks = np.concatenate([tracks, pool[: n - len(tracks)]])
+        return self.vocab.track_ids[tracks]
+
+    def batch(self, queries: Sequence[Query]) -> Batch:
+        """Candidates and their features for up to CHUNK queries."""
+        seeds = [self.tokens(q.seeds) for q in queries]
+        titles = [q.title for q in queries]
+        num_tracks = len(self.vocab.track_ids)
+        depth = min(self.settings.depth, num_tracks)
+        # Track i is token NUM_SPECIAL + i; from here on, tracks.
+        blocked = np.zeros((len(queries), num_tracks), bool)
+        for row, seed in enumerate(seeds):
+            blocked[row, [t - NUM_SPECIAL for t in seed if t >= NUM_SPECIAL]] = True
+        scores = {
+            "cooccurrence": self.cooccurrence.scores(seeds),
+            "playlist_knn": self.knn.scores(seeds),
+            "title": self.title.scores(titles),
+        }
+        scores = {name: s[:, NUM_SPECIAL:].astype(np.float32) for name, s in scores.items()}
+        last_seed = self.cooccurrence.scores([s[-1:] for s in seeds])[:, NUM_SPECIAL:]
+        # Per generator, (queries, depth) tracks best first and their scores (-inf: none).
+        tops, top_scores = {}, {}
+        for name, s in scores.items():
+            offered = np.where(blocked, -np.inf, s)
+            offered[offered <= 0] = -np.inf
+            tops[name], top_scores[name] = _top_rows(offered, depth)
+        # Tracks are in order of popularity: its list is the first tracks that are no seed.
+        pool = np.arange(min(depth + max(len(s) for s in seeds), num_tracks))
+        popular = np.full((len(queries), depth), -1, np.int64)
+        for row in range(len(queries)):
+            free = pool[~blocked[row, pool]][:depth]
+            popular[row, : len(free)] = free
+        listed = {
+            "transformer": self.transformer.recommend(seeds, depth, CHUNK, titles) - NUM_SPECIAL,
+            "popularity": popular,
+        }
+        for name, tracks in listed.items():
+            valid = tracks >= 0  # the run lists seeds and specials last, at -inf
+            valid[valid] &= ~blocked[np.nonzero(valid)[0], tracks[valid]]
+            tops[name] = np.where(valid, tracks, 0)
+            top_scores[name] = np.where(valid, -np.arange(depth, dtype=np.float32), -np.inf)
+
+        query_index, chosen = [], []
+        for row in range(len(queries)):
+            candidates, ranks = [], []
+            for name, weight in zip(GENERATORS, self.settings.weights, strict=True):
+                valid = np.isfinite(top_scores[name][row])
+                candidates.append(tops[name][row][valid])
+                ranks.append(np.flatnonzero(valid) / weight)
+            candidates = np.concatenate(candidates)
+            order = np.argsort(np.concatenate(ranks), kind="stable")
+            _, first = np.unique(candidates[order], return_index=True)
+            picked = candidates[order][np.sort(first)][: self.settings.candidates]
+            chosen.append(picked)
+            query_index.append(np.full(len(picked), row))
+        rows = np.concatenate(query_index)
+        tracks = np.concatenate(chosen)
+        transformer_rank = np.full((len(queries), num_tracks), depth, np.float32)
+        valid = np.isfinite(top_scores["transformer"])
+        transformer_rank[np.nonzero(valid)[0], tops["transformer"][valid]] = np.nonzero(valid)[1]
+        features = self._features(queries, seeds, scores, top_scores, rows, tracks, depth)
+        extra = [transformer_rank[rows, tracks], last_seed[rows, tracks]]
+        return Batch(rows, tracks + NUM_SPECIAL, np.column_stack([*extra, features]))
+
+    def _features(self, queries, seeds, scores, top_scores, rows, tracks, depth) -> np.ndarray:
+        """Every feature but the transformer's rank and the last seed's co-occurrence."""
+        catalog = self.catalog
+        columns = []
+        for name in SCORED:
+            value = scores[name][rows, tracks]
+            best = top_scores[name][:, 0]
+            ranks = np.empty(len(rows), np.float32)
+            for row in range(len(queries)):
+                at = rows == row
+                # Tracks above this one among the generator's top `depth`, capped there.
+                ranks[at] = np.searchsorted(-top_scores[name][row], -value[at], side="left")
+            ranks[value <= 0] = depth
+            relative = value / np.maximum(np.where(np.isfinite(best), best, 0), 1e-12)[rows]
+            columns += [value, ranks, relative]
+        seed_count = np.array([len(s) for s in seeds], np.float32)
+        known = [
+            np.asarray([t for t in s if t >= NUM_SPECIAL], np.int64) - NUM_SPECIAL for s in seeds
+        ]
+        artist_counts = np.zeros((len(queries), int(catalog.artist.max()) + 1), np.float32)
+        album_counts = np.zeros((len(queries), int(catalog.album.max()) + 1), np.float32)
+        for row, k in enumerate(known):
+            np.add.at(artist_counts[row], catalog.artist[k], 1.0)
+            np.add.at(album_counts[row], catalog.album[k], 1.0)
+        artist_seeds = artist_counts[rows, catalog.artist[tracks]]
+        album_seeds = album_counts[rows, catalog.album[tracks]]
+        per_seed = 1.0 / np.maximum(seed_count[rows], 1.0)
+        # The last known seed's artist and album (-1: no known seed): playlists run on.
+        last = np.array([k[-1] if len(k) else -1 for k in known])
+        last_artist = np.where(last >= 0, catalog.artist[last], -1)[rows]
+        last_album = np.where(last >= 0, catalog.album[last], -1)[rows]
+        known_share = np.array(
+            [len(k) / max(len(s), 1) for k, s in zip(known, seeds, strict=True)], np.float32
+        )
+        words, sizes = catalog.title_words([q.title for q in queries])
+        words = words[rows]
+        per_word = 1.0 / np.maximum(sizes[rows], 1.0)
+
+        def word_share(names: sp.csr_matrix, index: np.ndarray) -> np.ndarray:
+            return np.asarray(names[index].multiply(words).sum(axis=1)).ravel() * per_word
+
+        columns += [
+            catalog.artist[tracks] == last_artist,
+            catalog.album[tracks] == last_album,
+            catalog.log_track[tracks],
+            catalog.log_artist[catalog.artist[tracks]],
+            catalog.log_album[catalog.album[tracks]],
+            artist_seeds,
+            artist_seeds * per_seed,
+            album_seeds,
+            album_seeds * per_seed,
+            seed_count[rows],
+            known_share[rows],
+            np.array([q.title is not None for q in queries], np.float32)[rows],
+            word_share(catalog.track_words, tracks),
+            word_share(catalog.artist_words, catalog.artist[tracks]),
+            word_share(catalog.album_words, catalog.album[tracks]),
+        ]
+        return np.column_stack(columns).astype(np.float32)
+
+
+def _top_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the indices and scores of the k largest scores, best first."""
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
+
+
+class Ranker:
+    """A trained two-stage recommender (`recommenders.Recommender`)."""
+
+    def __init__(self, name: str, generators: Generators, booster) -> None:
+        self.name = name
+        self.db = generators.db
+        self.generators = generators
+        self.booster = booster
+
+    def recommend(self, queries: Sequence[Query], n: int) -> list[np.ndarray]:
+        out = []
+        for start in range(0, len(queries), CHUNK):
+            chunk = queries[start : start + CHUNK]
+            batch = self.generators.batch(chunk)
+            predictions = self.booster.predict(batch.features)
+            order = _order(batch.query, batch.token, predictions, len(chunk))
+            out += [
+                self.generators.ids(tokens, q, n) for tokens, q in zip(order, chunk, strict=True)
+            ]
+        return out
+
+
+def _order(
+    query: np.ndarray, token: np.ndarray, predictions: np.ndarray, num_queries: int
+) -> list[np.ndarray]:
+    """Per query, its candidate tokens by decreasing prediction."""
+    order = np.lexsort((-predictions, query))
+    sizes = np.bincount(query, minlength=num_queries)
+    return np.split(token[order], np.cumsum(sizes)[:-1])
+
+
+def _labels(generators: Generators, batch: Batch, held_out: Sequence[Sequence[int]]) -> np.ndarray:
+    """1 where a candidate is one of its query's held-out tracks."""
+    width = len(generators.vocab)
+    truth = np.concatenate(
+        [row * width + np.asarray(generators.tokens(h), np.int64) for row, h in enumerate(held_out)]
+    )
+    return np.isin(batch.query * width + batch.token, truth).astype(np.int32)
+
+
+# LightGBM's native lambdarank (LGBMRanker is the same model behind scikit-learn).
+LGBM_PARAMS = {
+    "objective": "lambdarank",
+    "metric": "ndcg",
+    "eval_at": [500],
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.8,
+    "lambdarank_truncation_level": 100,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbose": -1,
+}
+ROUNDS = 1000
+EARLY_STOPPING = 50  # rounds without a better validation NDCG@500
+HOLDOUT_SHARE = 0.2  # of the valid split's playlists, for early stopping and figures
+
+
+def train_ranker(
+    out_dir: Path,
+    run_dir: Path,
+    db: Path | None = None,
+    *,
+    seed: int = 0,
+    settings: Settings = Settings(),
+    max_cases: int = 20_000,
+    threads: int = 4,
+    force: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Train the ranker on challenge cases of the valid split and write OUT_DIR
+    (ranker.json, model.txt) atomically. Returns the report `ranker.json` keeps."""
+    import lightgbm as lgb
+
+    from trecs.challenge import make_cases
+    from trecs.checkpoints import load_run
+    from trecs.evaluate import artists
+
+    if out_dir.exists() and not force:
+        raise UserError(f"{out_dir}: already exists (--force replaces it)")
+    trained = load_run(run_dir)
+    db = Path(db or trained.config.db)
+    generators = Generators(db, trained, settings)
+    cases = make_cases(db, "valid", None, seed)
+    rng = np.random.default_rng(seed)
+    if len(cases) > max_cases:
+        cases = [cases[i] for i in np.sort(rng.choice(len(cases), max_cases, replace=False))]
+    pids = np.unique([c.query.pid for c in cases])
+    held_pids = rng.choice(pids, max(1, round(HOLDOUT_SHARE * len(pids))), replace=False)
+    is_holdout = np.isin([c.query.pid for c in cases], held_pids)
+
+    features, labels, sizes, candidates = [], [], [], []
+    for start in range(0, len(cases), CHUNK):
+        chunk = cases[start : start + CHUNK]
+        batch = generators.batch([c.query for c in chunk])
+        features.append(batch.features)
+        labels.append(_labels(generators, batch, [c.held_out for c in chunk]))
+        sizes.append(np.bincount(batch.query, minlength=len(chunk)))
+        candidates.append(batch)
+        if on_progress is not None:
+            on_progress(min(start + CHUNK, len(cases)), len(cases))
+    x, y, sizes = np.concatenate(features), np.concatenate(labels), np.concatenate(sizes)
+    case_of_row = np.repeat(np.arange(len(cases)), sizes)
+    hits = np.bincount(case_of_row, y, minlength=len(cases))
+    recall = hits / np.array([len(c.held_out) for c in cases])
+    useful = hits > 0  # a case without a held-out candidate teaches lambdarank nothing
+    fit_rows = (useful & ~is_holdout)[case_of_row]
+    stop_rows = (useful & is_holdout)[case_of_row]
+    if not fit_rows.any() or not stop_rows.any():
+        raise UserError(
+            f"{db}: too few valid-split cases with held-out tracks among the candidates"
+        )
+    names = feature_names()
+    fit = lgb.Dataset(
+        x[fit_rows], y[fit_rows], group=sizes[useful & ~is_holdout], feature_name=names
+    )
+    stop = lgb.Dataset(x[stop_rows], y[stop_rows], group=sizes[useful & is_holdout], reference=fit)
+    booster = lgb.train(
+        {**LGBM_PARAMS, "seed": seed, "num_threads": threads},
+        fit,
+        num_boost_round=ROUNDS,
+        valid_sets=[stop],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
+    )
+    best_iteration = booster.best_iteration or booster.current_iteration()
+
+    # Figures on the held-out playlists: the ranker against each generator alone.
+    held = [c for c, h in zip(cases, is_holdout, strict=True) if h]
+    rows = is_holdout[case_of_row]
+    order = _order(
+        np.searchsorted(np.flatnonzero(is_holdout), case_of_row[rows]),
+        np.concatenate([b.token for b in candidates])[rows],
+        booster.predict(x[rows], num_iteration=best_iteration),
+        len(held),
+    )
+    artist_of = artists(db)
+    validation = {
+        "ranker": _figures(
+            [generators.ids(o, c.query, 500) for o, c in zip(order, held, strict=True)],
+            held,
+            artist_of,
+        )
+    }
+    for name, recommender in _alone(db, run_dir):
+        validation[name] = _figures(
+            recommender.recommend([c.query for c in held], 500), held, artist_of
+        )
+    best = max((n for n in validation if n != "ranker"), key=lambda n: validation[n]["ndcg"])
+    report = {
+        "cases": len(cases),
+        "fit_cases": int((useful & ~is_holdout).sum()),
+        "holdout_cases": len(held),
+        "candidates_per_case": float(sizes.mean()),
+        "candidate_recall": float(recall.mean()),
+        "best_iteration": best_iteration,
+        "validation": validation,
+        "best_generator": best,
+    }
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "trecs_version": __version__,
+        "run": str(run_dir.resolve()),
+        "run_step": generators.run_step,
+        "db": str(db.resolve()),
+        "train_fingerprint": train_fingerprint(db),
+        "features": feature_names(),
+        "generators": asdict(settings),
+        "training": {
+            "seed": seed,
+            "threads": threads,
+            "max_cases": max_cases,
+            "holdout_share": HOLDOUT_SHARE,
+            "lightgbm": LGBM_PARAMS,
+        },
+        "report": report,
+    }
+    _write(out_dir, meta, booster, best_iteration)
+    return report
+
+
+def _alone(db: Path, run_dir: Path):
+    """Each generator as a recommender of its own, by name."""
+    from trecs.recommenders import BASELINES, baseline, transformer
+
+    yield "transformer", transformer(run_dir, db)
+    for name in BASELINES:
+        yield name, baseline(name, db)
+
+
+def _figures(recommended: Sequence[np.ndarray], cases, artist_of: dict[int, int]) -> dict:
+    from trecs.metrics import ndcg, r_precision
+
+    recs = [[int(t) for t in r] for r in recommended]
+    return {
+        "ndcg": float(np.mean([ndcg(r, c.held_out) for r, c in zip(recs, cases, strict=True)])),
+        "r_precision": float(
+            np.mean(
+                [r_precision(r, c.held_out, artist_of) for r, c in zip(recs, cases, strict=True)]
+            )
+        ),
+    }
+
+
+def _write(out_dir: Path, meta: dict, booster, best_iteration: int) -> None:
+    """OUT_DIR in one rename: a temporary folder beside it, then replace."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        booster.save_model(str(tmp / MODEL_FILE), num_iteration=best_iteration)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+META_FILE = "ranker.json"
+MODEL_FILE = "model.txt"
+
+
+def load_ranker(path: Path, db: Path | None = None) -> Ranker:
+    """A ranker directory from `train_ranker`, answering in `db`'s ids (default: the
+    database it was trained on, which `db` must share its train split with)."""
+    import lightgbm as lgb
+
+    from trecs.checkpoints import load_run
+
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a trecs ranker ({exc})") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != FORMAT_VERSION:
+        raise UserError(
+            f"{path}: ranker format {version}, this trecs reads {FORMAT_VERSION} "
+            "(train it again with `trecs train-ranker`)"
+        )
+    db = Path(db or meta["db"])
+    if train_fingerprint(db) != meta["train_fingerprint"]:
+        raise UserError(
+            f"{db}: not the train split the ranker {path} was trained on ({meta['db']})"
+        )
+    run_dir = Path(meta["run"])
+    trained = load_run(run_dir)
+    if trained.step != meta["run_step"]:
+        raise UserError(
+            f"{run_dir}: the run is at step {trained.step}, the ranker {path} was trained "
+            f"with step {meta['run_step']} (train the ranker again)"
+        )
+    settings = meta["generators"]
+    generators = Generators(
+        db, trained, Settings(**{**settings, "weights": tuple(settings["weights"])})
+    )
+    booster = lgb.Booster(model_file=str(path / MODEL_FILE))
+    if booster.feature_name() != meta["features"] or meta["features"] != feature_names():
+        raise UserError(f"{path}: its features are not this trecs version's (train it again)")
+    return Ranker(path.name, generators, booster)
