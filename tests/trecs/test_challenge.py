@@ -94,6 +94,24 @@ def test_every_eligible_playlist_in_every_category(db):
         assert by_key[case.query.pid, case.category] == case
 
 
+def test_relaxed_cases_are_the_ones_the_length_rules_leave_out(db):
+    playlists = _playlists(db, "valid")
+    relaxed = make_cases(db, "valid", None, seed=0, relaxed=5)
+    expected = {
+        (pid, n)
+        for pid, (_, tracks) in playlists.items()
+        for n, c in CATEGORIES.items()
+        if not c.min_tracks <= len(tracks) <= c.max_tracks and len(tracks) >= c.seeds + 5
+    }
+    assert relaxed and {(c.query.pid, c.category) for c in relaxed} == expected
+    for case in relaxed:
+        category = CATEGORIES[case.category]
+        title, tracks = playlists[case.query.pid]
+        assert len(case.query.seeds) == category.seeds and len(case.held_out) >= 5
+        assert sorted([*case.query.seeds, *case.held_out]) == sorted(tracks)
+        assert case.query.title == (title if category.title else None)
+
+
 def test_a_small_split_falls_short_evenly(db):
     cases = make_cases(db, "test", per_category=1000, seed=0)
     missing = shortfall(cases, 1000)

@@ -148,6 +148,14 @@ def test_ranker_answers_500_distinct_non_seeds_and_beats_every_generator(db, run
     for recs, case in zip(recommender.recommend([c.query for c in cases], 500), cases, strict=True):
         assert len(set(recs.tolist())) == 500
         assert not set(recs.tolist()) & set(case.query.seeds)
+    # Without seeds the title model orders the candidates (Batch.scores).
+    title_only = [c.query for c in cases if c.category == 1][:5]
+    for ranked, alone in zip(
+        recommender.recommend(title_only, 10),
+        load("title", db).recommend(title_only, 10),
+        strict=True,
+    ):
+        assert ranked.tolist() == alone.tolist()
     results = compare(str(out), db, cases, baselines=True) | compare(str(run), db, cases)
     ndcg = {name: r.metrics["all"]["ndcg"].mean for name, r in results.items()}
     precision = {name: r.metrics["all"]["r_precision"].mean for name, r in results.items()}
@@ -165,6 +173,7 @@ def test_train_ranker_command_is_deterministic(cli, db, run, tmp_path):
         assert result.code == 0, result.err
         reports.append(result.json())
     assert reports[0] == reports[1]
+    assert reports[0]["relaxed_cases"] > 0 and reports[0]["holdout_cases"] > 0
     assert (tmp_path / "a" / "model.txt").read_bytes() == (
         tmp_path / "b" / "model.txt"
     ).read_bytes()
@@ -190,3 +199,30 @@ def test_bad_rankers_are_one_line_errors(cli, db, run, ranker, mpd_dir, tmp_path
     cli("evaluate", stale, "--db", db, "--num-playlists", 10).assert_error("ranker format 999")
     (stale / "ranker.json").write_text("{")
     cli("evaluate", stale, "--db", db, "--num-playlists", 10).assert_error("not a trecs ranker")
+
+
+def _uris(db: Path, ids) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return [
+            conn.execute("SELECT uri FROM tracks WHERE id = ?", (int(t),)).fetchone()[0]
+            for t in ids
+        ]
+    finally:
+        conn.close()
+
+
+def test_generate_with_a_ranker_lists_its_best_tracks(cli, db, ranker):
+    out, _ = ranker
+    seeds = _train_playlist(db)[:3]
+    args = ["generate", out, "--length", 12, "--title", "rock", "--format", "json"]
+    for uri in _uris(db, seeds):
+        args += ["--track", uri]
+    result = cli(*args)
+    assert result.code == 0, result.err
+    listed = [t["uri"] for t in result.json()["tracks"]]
+    expected = load(str(out), db).recommend([Query(-1, "rock", tuple(seeds))], 12)[0]
+    assert listed == _uris(db, expected) and not set(listed) & set(_uris(db, seeds))
+    sampled = cli(*args, "--temperature", 2.0)
+    assert sampled.code == 0 and "sampling options do not apply" in sampled.err
+    assert [t["uri"] for t in sampled.json()["tracks"]] == listed

@@ -39,8 +39,11 @@ def test_recommendations_are_the_exact_top_scores_without_seeds(readout):
             windows = [tokens[-width:]]
         else:  # every token, in consecutive windows
             windows = [tokens[i : i + width] for i in range(0, len(tokens), width)]
-        hashed = title_tokens(title, 64)[None]
-        hidden = np.concatenate([model(table[np.array([w])], hashed)[0] for w in windows])
+        # The title goes with the window that holds <start>.
+        hashed = [title_tokens(title if w[0] == START else None, 64)[None] for w in windows]
+        hidden = np.concatenate(
+            [model(table[np.array([w])], h)[0] for w, h in zip(windows, hashed, strict=True)]
+        )
         state = hidden[-1] if readout == "last" else hidden.mean(axis=0)
         scores = np.array(table @ state + bias)
         scores[:NUM_SPECIAL] = -np.inf

@@ -285,6 +285,9 @@ def test_readme_quality_config_loads():
     assert (config.model.num_layers, config.batch_size, config.subsample_proba) == (2, 32, 0.5)
     assert config.future_target_proba == 0.8
     assert config.loss.negatives() == 4096
+    # Pinned as measured, before titles, biases, the mean readout and the SVD start.
+    assert (config.model.title_buckets, config.model.output_bias) == (0, False)
+    assert (config.model.readout, config.table_init) == ("last", "normal")
 
 
 def test_windows_future_targets_come_from_later_in_the_playlist():
@@ -324,6 +327,9 @@ def test_windows_hash_titles_and_drop_them_at_the_given_rate():
     shown = Windows(token_of, context=4, unk_proba=0.0, title_buckets=64)
     titles = shown.random_map(playlist([1, 2], "Road Trip"), rng)["titles"]
     np.testing.assert_array_equal(titles, title_tokens("road trip", 64))
+    for _ in range(20):  # a window without <start> carries no title
+        window = shown.random_map(playlist(np.arange(1, 9), "Road Trip"), rng)
+        assert window["titles"].any() == (window["inputs"][0] == START)
     hidden = Windows(token_of, 4, 0.0, title_buckets=64, title_dropout=0.5)
     kept = [
         hidden.random_map(playlist([1, 2], "Road Trip"), rng)["titles"].any() for _ in range(400)

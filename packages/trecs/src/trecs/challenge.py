@@ -105,12 +105,18 @@ def make_cases(
     per_category: int | None,
     seed: int = 0,
     categories: tuple[int, ...] = tuple(CATEGORIES),
+    relaxed: int | None = None,
 ) -> list[Case]:
     """Challenge cases from one split of the database, ordered by category.
 
     With `per_category` an int, each playlist is used once: playlists are drawn in a
     seeded random order and categories take turns, those with the fewest eligible
-    playlists first, so that a small split falls short evenly (see `shortfall`). With None, every playlist goes into every category it is eligible for.
+    playlists first, so that a small split falls short evenly (see `shortfall`). With
+    None, every playlist goes into every category it is eligible for.
+
+    `relaxed` (an int) turns the length rules around, for training data on a small split:
+    each playlist goes into the categories whose range misses it but whose seeds leave at
+    least `relaxed` of its tracks to find (short playlists with 25 seeds, long ones with 1).
     """
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown or not categories:
@@ -131,7 +137,14 @@ def make_cases(
         order = np.random.default_rng(seed).permutation(len(rows))
         drawn = [rows[i] for i in order]
         chosen: dict[int, list[tuple[int, str, int]]] = {}
-        if per_category is None:
+        if relaxed is not None:
+            for category in wanted:
+                chosen[category.number] = [
+                    r
+                    for r in drawn
+                    if not category.eligible(r[2]) and r[2] >= category.seeds + relaxed
+                ]
+        elif per_category is None:
             for category in wanted:
                 chosen[category.number] = [r for r in drawn if category.eligible(r[2])]
         else:

@@ -356,9 +356,12 @@ def train_command(
 
 @app.command("generate")
 def generate_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory from `trecs train`.")] = Path(
-        "runs/trecs/default"
-    ),
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A run directory from `trecs train`, or a ranker from `trecs train-ranker`."
+        ),
+    ] = Path("runs/trecs/default"),
     db: Annotated[Path | None, typer.Option(help="Database [default: the run's].")] = None,
     track: Annotated[
         list[str] | None,
@@ -379,7 +382,8 @@ def generate_command(
         str, typer.Option("--format", help="table, json or m3u (M3U8 of Spotify URIs).")
     ] = "table",
 ) -> None:
-    """Continue a playlist from seed tracks (or from nothing) with a trained model."""
+    """Continue a playlist from seed tracks (or from nothing) with a trained model: a run
+    samples its continuation, a ranker lists its best tracks in order."""
     from trecs.generate import Settings, continue_from_run, m3u
 
     if format_ not in ("table", "json", "m3u"):
@@ -450,7 +454,8 @@ def evaluate_command(
     model: Annotated[
         str,
         typer.Argument(
-            help="A run directory, or a baseline: popularity, cooccurrence, playlist-knn."
+            help="A run or ranker directory, or a baseline: popularity, cooccurrence, "
+            "playlist-knn, title."
         ),
     ],
     db: Annotated[Path, typer.Option(help="Database from `trecs build-db`.")] = Path("data/mpd.db"),
@@ -636,6 +641,12 @@ def train_ranker_command(
     candidates: Annotated[
         int, typer.Option(min=10, help="Candidates per playlist, at most.")
     ] = 1000,
+    max_cases: Annotated[
+        int,
+        typer.Option(
+            min=50, help="Valid-split cases to train on, at most (fewer: faster, weaker)."
+        ),
+    ] = 20_000,
     force: ForceOption = False,
     json_: JsonOption = False,
 ) -> None:
@@ -652,6 +663,7 @@ def train_ranker_command(
             db,
             seed=seed,
             settings=Settings(candidates=candidates),
+            max_cases=max_cases,
             force=force,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
@@ -661,8 +673,9 @@ def train_ranker_command(
     figures = report["validation"]
     best = report["best_generator"]
     out.print(
-        f"trained {out_dir}: {report['cases']:,} valid-split cases "
-        f"({report['fit_cases']:,} fitted, {report['holdout_cases']:,} held out), "
+        f"trained {out_dir}: {report['cases']:,} valid-split challenge cases and "
+        f"{report['relaxed_cases']:,} relaxed ones ({report['fit_cases']:,} fitted, "
+        f"{report['holdout_cases']:,} held out), "
         f"{report['candidates_per_case']:.0f} candidates per case holding "
         f"{report['candidate_recall']:.1%} of the held-out tracks"
     )

@@ -9,6 +9,7 @@ batches, reads ahead on threads (and worker processes) and checkpoints its posit
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import threading
@@ -113,15 +114,14 @@ def split_matrix(db: Path, split: str, token_of: np.ndarray, num_tokens: int) ->
     (the MPD's 66M memberships take about a minute)."""
     conn = connect(db)
     try:
-        pairs = np.array(
-            conn.execute(
-                "SELECT m.playlist_id, m.track_id FROM split_memberships s "
-                "JOIN splits ON splits.id = s.split_id AND splits.name = ? "
-                "JOIN playlist_track_memberships m ON m.playlist_id = s.playlist_id",
-                (split,),
-            ).fetchall(),
-            np.int64,
-        ).reshape(-1, 2)
+        cursor = conn.execute(
+            "SELECT m.playlist_id, m.track_id FROM split_memberships s "
+            "JOIN splits ON splits.id = s.split_id AND splits.name = ? "
+            "JOIN playlist_track_memberships m ON m.playlist_id = s.playlist_id",
+            (split,),
+        )
+        # Streamed into one array: a list of 66M row tuples would take gigabytes.
+        pairs = np.fromiter(itertools.chain.from_iterable(cursor), np.int64).reshape(-1, 2)
     finally:
         conn.close()
     playlists, rows = np.unique(pairs[:, 0], return_inverse=True)
@@ -140,7 +140,8 @@ def split_matrix(db: Path, split: str, token_of: np.ndarray, num_tokens: int) ->
 class Windows(grain.transforms.RandomMap):
     """{"tracks", "title"} -> {"inputs", "targets", "titles"}: tokens [<start>, t1..tn,
     <eop>...], a random window of context + 1 of them when the playlist is longer, shifted
-    by one; the title's hashed words, hidden with probability `title_dropout`.
+    by one; the title's hashed words, hidden with probability `title_dropout` (and absent
+    from windows that do not begin with <start>).
 
     With probability `subsample_proba` the playlist first becomes an ordered random subset
     of itself (each track kept at a rate drawn from 0.25..1), so that the model also learns
@@ -200,7 +201,8 @@ class Windows(grain.transforms.RandomMap):
         return {
             "inputs": inputs,
             "targets": targets,
-            "titles": title_tokens(title, self.title_buckets),
+            # The model adds the title to the <start> position: a later window has none.
+            "titles": title_tokens(title if start == 0 else None, self.title_buckets),
         }
 
 

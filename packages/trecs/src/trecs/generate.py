@@ -5,7 +5,8 @@ cached) and one matrix product of the hidden state with the embedding table (the
 output head, plus the per-track bias), followed by a partial sort. Tracks are scored as
 `trecs.recommend` scores them: by the last hidden state or the mean over the window's.
 Positions are learned and window-relative, so when a playlist outgrows the context the
-cache restarts on its most recent half. A title, if given, is added at every position.
+cache restarts on its most recent half. A title, if given, is added to the <start>
+position, as in training; a restarted window (no <start>) has none.
 """
 
 from __future__ import annotations
@@ -53,10 +54,11 @@ def decode_step(
     title: jax.Array | None = None,
 ) -> tuple[Cache, jax.Array]:
     """Feed `token` at window position `pos`; returns the cache and the hidden state.
-    `title`: the playlist's title vector (`PlaylistTransformer.title_vector`), if any."""
+    `title`: the playlist's title vector (`PlaylistTransformer.title_vector`), added at
+    position 0 only."""
     x = table[token][None] + model.position[...][pos][None]  # (1, features)
     if title is not None:
-        x = x + title[None]
+        x = x + jnp.where(pos == 0, title, 0.0)[None]
     keys, values = [], []
     for layer, block in enumerate(model.blocks):
         x, k, v = _attend(block, x, cache.keys[layer], cache.values[layer], pos)
@@ -144,7 +146,7 @@ class Generator:
             self._cache,
             jnp.int32(token),
             jnp.int32(self._length),
-            self._title,
+            self._window_title,
         )
         self._length += 1
         self._sum = self._sum + hidden
@@ -152,6 +154,8 @@ class Generator:
 
     def _feed(self, tokens: Sequence[int]) -> jax.Array:
         """(Re)start the cache on `tokens` (at most a context); their readout."""
+        no_title = jnp.zeros(self.model.config.features)
+        self._window_title = self._title if tokens[0] == START else no_title
         self._cache = empty_cache(self.model)
         self._length = 0
         self._sum = jnp.zeros(self.model.config.features)
@@ -220,10 +224,30 @@ def continue_from_run(
     title: str | None = None,
 ) -> Continuation:
     """Resolve the user's seeds, continue the playlist (called `title`, if given) with the
-    run's model, describe it."""
-    from trecs.checkpoints import load_run
-    from trecs.db import connect
+    run's model, describe it. A two-stage ranker directory (`trecs train-ranker`) answers
+    with its best `settings.length` tracks in order: it ranks, it does not sample."""
     from trecs.seeds import resolve
+
+    if (run_dir / "ranker.json").is_file():
+        from trecs.ranker import load_ranker
+        from trecs.recommenders import Query
+
+        ranker = load_ranker(run_dir, db)
+        seeds = resolve(ranker.db, queries)
+        notices = [
+            f"{s.label}: not in the ranker's database, left out"
+            for s in seeds
+            if s.track_id is None
+        ]
+        if settings != Settings(settings.length):
+            notices.append(
+                f"{run_dir} is a ranker: it lists its best tracks, sampling options do not apply"
+            )
+        query = Query(-1, title, tuple(s.track_id for s in seeds if s.track_id is not None))
+        ids = [int(t) for t in ranker.recommend([query], settings.length)[0]]
+        return Continuation(seeds, notices, describe(ranker.db, ids))
+
+    from trecs.checkpoints import load_run
 
     trained = load_run(run_dir)
     db = db or trained.config.db
@@ -241,6 +265,13 @@ def continue_from_run(
     generator = Generator(trained.model, trained.table, len(trained.vocab), trained.bias)
     picks = generator.continue_playlist(tokens, settings, title)
     ids = [int(trained.vocab.track_ids[t - NUM_SPECIAL]) for t in picks]
+    return Continuation(seeds, notices, describe(db, ids))
+
+
+def describe(db: Path, ids: list[int]) -> list[dict]:
+    """The tracks `ids` of `db` as the CLI shows them: position, URI, names, link."""
+    from trecs.db import connect
+
     conn = connect(db)
     try:
         rows = {
@@ -269,7 +300,7 @@ def continue_from_run(
                 "link": link,
             }
         )
-    return Continuation(seeds, notices, tracks)
+    return tracks
 
 
 def m3u(tracks: list[dict]) -> str:

@@ -7,7 +7,9 @@ tied, its output head, but with millions of rows it is updated row-sparsely
 is what the model reads, `logits(hidden, rows)` what it predicts.
 
 A playlist's title enters as hashed words (`trecs.data.title_tokens`) whose mean
-embedding is added at every position, so that any window of a long playlist sees it.
+embedding is added to the first position, the <start> token's: later positions read it
+through attention, so the title guides the first tracks and the seeds take over as they
+accrue. A window that does not begin with <start> is given no title.
 """
 
 from __future__ import annotations
@@ -83,12 +85,13 @@ class PlaylistTransformer(nnx.Module):
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
-        """`titles`: (batch, words) hashed title words, ignored by a model without a
-        title table; None reads every playlist as untitled."""
+        """`titles`: (batch, words) hashed title words, added at position 0 (all padding
+        for an untitled playlist or a window without <start>); ignored by a model without
+        a title table; None reads every playlist as untitled."""
         length = embedded.shape[-2]
         x = embedded + self.position[...][:length]
         if titles is not None and self.config.title_buckets:
-            x = x + self.title_vector(titles)[..., None, :]
+            x = x.at[..., 0, :].add(self.title_vector(titles))
         x = self.dropout(x, deterministic=deterministic, rngs=rngs)
         mask = jnp.tril(jnp.ones((length, length), bool))[None, None]
         for block in self.blocks:
@@ -146,12 +149,13 @@ def svd_vectors(
     Randomized (Halko, Martinsson & Tropp 2011): a few sparse products with
     (columns, rank + 10) dense blocks, so it scales to the MPD's 1M x 2.26M.
     """
-    matrix = matrix.tocsr().astype(np.float32)
+    scaled = matrix.tocsr().astype(np.float32, copy=True)
     with np.errstate(divide="ignore"):
-        rows = 1.0 / np.sqrt(np.asarray(matrix.sum(axis=1)).ravel())
-        cols = 1.0 / np.sqrt(np.asarray(matrix.sum(axis=0)).ravel())
-    scaled = sp.diags(np.where(np.isfinite(rows), rows, 0).astype(np.float32)) @ matrix
-    scaled = (scaled @ sp.diags(np.where(np.isfinite(cols), cols, 0).astype(np.float32))).tocsr()
+        rows = 1.0 / np.sqrt(np.asarray(scaled.sum(axis=1)).ravel())
+        cols = 1.0 / np.sqrt(np.asarray(scaled.sum(axis=0)).ravel())
+    # In place: one copy of the MPD's 66M entries, and one of its transpose.
+    scaled.data *= np.repeat(rows, np.diff(scaled.indptr)).astype(np.float32)
+    scaled.data *= cols[scaled.indices].astype(np.float32)
     transposed = scaled.T.tocsr()
     width = min(rank + 10, *matrix.shape)
     rng = np.random.default_rng(seed)

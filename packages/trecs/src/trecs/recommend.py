@@ -1,6 +1,6 @@
 """Top-N recommendations for batches of seed playlists: no sampling, seeds excluded.
 
-The model reads `<start>` and the seeds, with the playlist's title when it has one, and
+The model reads `<start>` (with the playlist's title when it has one) and the seeds, and
 every track is scored against the tied embedding table (plus its bias) by a readout of
 the hidden states. `last`: the state at the last seed, the model reading the most recent
 `context` tokens. `mean` (the default): the mean state over every position; seed lists
@@ -110,10 +110,11 @@ class Recommender:
         for start in range(0, len(seeds), batch_size):
             chunk = list(seeds[start : start + batch_size])
             tokens, lengths, owner = _windows(chunk, self.context, self.mean, batch_size)
+            # The title goes with the window that holds <start>, as in training.
             hashed = np.stack(
                 [
-                    title_tokens(titles[start + o] if o < len(chunk) else None, self.title_buckets)
-                    for o in owner
+                    title_tokens(titles[start + o] if token == START else None, self.title_buckets)
+                    for o, token in zip(owner, tokens[:, 0], strict=True)
                 ]
             )
             width = max(1, max(len(s) for s in chunk))

@@ -173,6 +173,13 @@ class TitleModel:
         token under the similar known titles; 0 where the title says nothing."""
         return (self.similar(titles) @ self.title_tracks).toarray()
 
+    def _blend(self, evidence: np.ndarray, best, tokens) -> np.ndarray:
+        return evidence / np.maximum(best, 1e-12) + self.prior * self.popularity[tokens]
+
+    def value(self, evidence: np.ndarray) -> np.ndarray:
+        """(rows, tokens) `scores` -> what `recommend` ranks by, for every token."""
+        return self._blend(evidence, evidence.max(axis=1, keepdims=True), slice(None))
+
     def recommend(
         self, seeds: Sequence[Sequence[int]], titles: Sequence[str | None], n: int
     ) -> np.ndarray:
@@ -189,8 +196,7 @@ class TitleModel:
                 popular = np.arange(NUM_SPECIAL, min(NUM_SPECIAL + n + len(seed), len(evidence)))
                 pool = np.union1d(np.flatnonzero(evidence > 0), popular)
                 pool = pool[~np.isin(pool, seed)]
-                value = evidence[pool] / max(float(evidence.max()), 1e-12)
-                value += self.prior * self.popularity[pool]
+                value = self._blend(evidence[pool], float(evidence.max()), pool)
                 best = pool[np.lexsort((pool, -value))[:n]]  # tokens run from most played
                 out[start + row, : len(best)] = best
         return out
