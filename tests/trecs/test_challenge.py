@@ -206,7 +206,7 @@ def test_make_recommend_score(cli, db, tmp_path, model):
     cli(*args, "--db", db).assert_error("already exists")
     cli(
         "challenge", "recommend", model, out / "challenge_set.json", "-o", db, "--db", db
-    ).assert_error("is an input")
+    ).assert_error("is or holds an input")
 
     scored = cli("challenge", "score", submission, out / "ground_truth.json", "--json")
     assert scored.code == 0, scored.err

@@ -30,6 +30,7 @@ from trecs import __version__
 from trecs.db import FORMAT_VERSION, SPLIT_NAMES, schema
 from trecs.errors import UserError
 from trecs.features import FEATURES, read_features
+from trecs.inputs import check_output
 from trecs.mpd import SliceRef, SliceTables, find_slices, load_slice
 
 
@@ -102,10 +103,7 @@ def build_database(
     `on_slice(tables, slices_total)` is called after each slice is written (progress).
     """
     start = time.perf_counter()
-    if out.exists() and not force:
-        raise UserError(f"{out}: already exists (use --force to replace it)")
-    if out.is_dir():
-        raise UserError(f"{out}: is a folder")
+    check_output(out, [*inputs, *([features] if features else [])], force)
     if not out.parent.is_dir():
         raise UserError(f"{out.parent}: no such folder")
     refs = find_slices(list(inputs), verify=verify_md5)

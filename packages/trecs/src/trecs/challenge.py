@@ -27,6 +27,7 @@ import numpy as np
 
 from trecs.db import connect
 from trecs.errors import UserError
+from trecs.inputs import loads_json, read_text
 from trecs.metrics import CUTOFF, Summary, clicks, ndcg, r_precision, summarise
 from trecs.recommenders import Query, Recommender
 
@@ -247,6 +248,8 @@ def metrics_json(metrics: dict[str, dict[str, Summary]]) -> dict:
 CHALLENGE_FILE = "challenge_set.json"
 TRUTH_FILE = "ground_truth.json"
 SUBMISSION_SIZE = CUTOFF  # tracks per playlist in a submission
+# The official challenge set is ~60 MB, a full submission ~190 MB: far more is not one.
+MAX_FILE_BYTES = 1 << 30
 TRACK_URI = re.compile(r"spotify:track:[0-9A-Za-z]{22}")
 TRACK_FIELDS = {
     "pos": int,
@@ -305,26 +308,12 @@ def _write_text(path: Path, text: str) -> None:
 
 def _read_text(path: Path) -> str:
     """A file's text, gunzipped when it is gzip (the official submissions are .csv.gz)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: a folder, not a file") from None
-    try:
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        return data.decode("utf-8")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: unreadable ({exc}); truncated?") from None
+    return read_text(path, MAX_FILE_BYTES, "a challenge file")
 
 
 def _read_json(path: Path, name: str) -> dict:
     """A JSON file whose top-level `name` is `name` and that holds a list of playlists."""
-    try:
-        data = json.loads(_read_text(path))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc}); truncated?") from None
+    data = loads_json(_read_text(path), str(path))
     if not isinstance(data, dict) or not isinstance(data.get("playlists"), list):
         raise UserError(f"{path}: not a {name} file (no list of playlists)")
     if data.get("name") != name:

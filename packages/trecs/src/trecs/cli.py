@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,7 +25,9 @@ from rich.table import Table
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from trecs import __version__
+from trecs.display import markup_safe, printable
 from trecs.errors import UserError
+from trecs.inputs import check_output
 
 app = typer.Typer(
     help="trecs: playlist continuation with a transformer over the Million Playlist Dataset.",
@@ -200,7 +203,7 @@ def build_db(
             f"audio features for {report.tracks_with_audio_features:,} of {report.tracks:,} tracks"
         )
     for reason, n in sorted(report.skipped.items(), key=lambda item: -item[1]):
-        out.print(f"skipped {n:,} playlists: {reason}")
+        out.print(f"skipped {n:,} playlists: {markup_safe(reason)}")
 
 
 @app.command()
@@ -345,7 +348,7 @@ def train_command(
             if not err.is_terminal and not json_:
                 out.print(json.dumps(record))
 
-        last = train(run_dir, settings, resume=resume, on_log=on_log)
+        last = train(run_dir, settings, resume=resume, on_log=on_log, on_notice=_notice)
     if json_:
         print(json.dumps(last))
     else:
@@ -369,8 +372,12 @@ def generate_command(
             help="Seed: a Spotify URI or link, or words of a title and artist (repeatable)."
         ),
     ] = None,
-    length: Annotated[int, typer.Option(min=1, help="Tracks to add.")] = 50,
-    top_k: Annotated[int, typer.Option(min=1, help="Sample among the k best tracks.")] = 20,
+    length: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Tracks to add (at most 10,000).")
+    ] = 50,
+    top_k: Annotated[
+        int, typer.Option(min=1, help="Sample among the k best tracks (at most all of them).")
+    ] = 20,
     temperature: Annotated[float, typer.Option(min=1e-6, help="Softmax temperature.")] = 1.0,
     greedy: Annotated[bool, typer.Option(help="Always take the best track (no sampling).")] = False,
     allow_eop: Annotated[bool, typer.Option(help="Let the model end the playlist early.")] = False,
@@ -391,7 +398,7 @@ def generate_command(
     settings = Settings(length, top_k, temperature, greedy, allow_eop, seed)
     result = continue_from_run(run_dir, track or [], settings, db, title)
     for notice in result.notices:
-        err.print(f"notice: {notice}")
+        err.print(f"notice: {markup_safe(notice)}")
     if format_ == "json":
         print(json.dumps({"seeds": [s.label for s in result.seeds], "tracks": result.tracks}))
     elif format_ == "m3u":
@@ -399,8 +406,14 @@ def generate_command(
     else:
         table = Table("#", "track", "artist", "album", "link", title="continuation")
         for t in result.tracks:
-            table.add_row(str(t["position"]), t["name"], t["artist"], t["album"], t["link"])
+            names = (markup_safe(t[key]) for key in ("name", "artist", "album", "link"))
+            table.add_row(str(t["position"]), *names)
         out.print(table)
+
+
+def _notice(message: str) -> None:
+    """A library's notice (a damaged checkpoint passed over) as one stderr line."""
+    err.print(f"notice: {message}", markup=False, highlight=False)
 
 
 def _metrics_table(title: str, metrics: dict) -> Table:
@@ -427,16 +440,6 @@ def _shortfall_notices(shortfall: dict[int, int], per_category: int) -> None:
             f"notice: category {category}: {per_category - missing} of {per_category} "
             "playlists (the split has no more eligible ones)"
         )
-
-
-def _new_output(path: Path, inputs: list[Path], force: bool) -> None:
-    """An output never replaces an input, and replaces an existing file only with --force."""
-    if any(path.resolve() == p.resolve() for p in inputs if p.exists()):
-        raise UserError(f"{path}: is an input; choose another output")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder")
-    if path.exists() and not force:
-        raise UserError(f"{path}: already exists (pass --force to replace it)")
 
 
 CategoriesOption = Annotated[
@@ -486,9 +489,9 @@ def evaluate_command(
     per_category = max(1, num_playlists // len(numbers))
     for output in (save_recommendations, plot):
         if output is not None:
-            _new_output(output, [db], force=True)
+            check_output(output, [db], force=True)
     cases = challenge.make_cases(db, split, per_category, seed, numbers)
-    results = ev.compare(model, db, cases, n, baselines=plot is not None)
+    results = ev.compare(model, db, cases, n, baselines=plot is not None, on_notice=_notice)
     _shortfall_notices(challenge.shortfall(cases, per_category, numbers), per_category)
     if save_recommendations is not None:
         ev.save_recommendations(save_recommendations, cases, next(iter(results.values())), db)
@@ -575,10 +578,10 @@ def challenge_recommend(
     from trecs.challenge import read_challenge, recommend_challenge, write_submission
     from trecs.recommenders import load
 
-    _new_output(output, [challenge_set, *([db] if db else []), Path(model)], force)
-    recommender = load(model, db)
+    check_output(output, [challenge_set, *([db] if db else []), Path(model)], force)
+    recommender = load(model, db, _notice)
     db = db or recommender.db
-    _new_output(output, [db], force)
+    check_output(output, [db], force)
     challenge = read_challenge(challenge_set, db)
     if challenge.unknown_seeds:
         err.print(
@@ -620,7 +623,7 @@ def challenge_score(
 
     scores = score(submission, truth, db)
     for notice in scores.notices:
-        err.print(f"notice: {notice}")
+        err.print(f"notice: {markup_safe(notice)}")
     if json_:
         print(json.dumps({"team_name": scores.team_name, "metrics": metrics_json(scores.metrics)}))
         return
@@ -666,6 +669,7 @@ def train_ranker_command(
             max_cases=max_cases,
             force=force,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            on_notice=_notice,
         )
     if json_:
         print(json.dumps(report))
@@ -700,10 +704,17 @@ def run(argv: list[str] | None = None) -> int:
         print(exc.ctx.get_help())
         return 0
     except ClickException as exc:
-        print(f"error: {exc.format_message()}", file=sys.stderr)
+        print(f"error: {printable(exc.format_message())}", file=sys.stderr)
         return 2
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full or read-only disk, a vanished file: outputs are atomic
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {printable(where + (exc.strerror or str(exc)))}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:  # a database damaged after it was opened
+        print(f"error: database: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -35,7 +35,33 @@ def connect(path: Path) -> sqlite3.Connection:
     if version is None or version[0] != FORMAT_VERSION:
         conn.close()
         raise UserError(f"{path}: unsupported trecs database format {version}")
+    missing = _missing_columns(conn)
+    if missing:
+        conn.close()
+        raise UserError(f"{path}: not a trecs database (no {', '.join(missing[:3])})")
     return conn
+
+
+def _missing_columns(conn: sqlite3.Connection) -> list[str]:
+    """`table.column`s of the schema the database lacks: a `meta` row alone (forged, or a
+    build from elsewhere) must not pass for a database."""
+    expected = sqlite3.connect(":memory:")
+    try:
+        expected.executescript(schema()[0])
+        tables = [
+            t for (t,) in expected.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ]
+        missing = []
+        for table in tables:
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            missing += [
+                f"{table}.{row[1]}"
+                for row in expected.execute(f"PRAGMA table_info({table})")
+                if row[1] not in have
+            ]
+        return missing
+    finally:
+        expected.close()
 
 
 def database_info(path: Path) -> dict:

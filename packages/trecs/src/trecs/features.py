@@ -8,11 +8,13 @@ read with its line number.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from pathlib import Path
 
 from trecs.errors import UserError
+from trecs.inputs import read_text
 
 # Column name -> allowed range, in the order of the tracks table.
 FEATURES: dict[str, tuple[float, float]] = {
@@ -29,6 +31,7 @@ FEATURES: dict[str, tuple[float, float]] = {
     "mode": (0, 1),
     "time_signature": (0, 12),
 }
+MAX_FEATURES_BYTES = 1 << 30  # the largest public catalog (Kaggle, 1.2M tracks) is ~350 MB
 INTEGER_FEATURES = {"key", "mode", "time_signature"}
 ID_COLUMNS = ("track_id", "id", "track_uri", "uri")
 _TRACK_ID = re.compile(r"(?:spotify:track:|https?://open\.spotify\.com/track/)?([0-9A-Za-z]{22})")
@@ -42,13 +45,9 @@ def track_id(value: str) -> str | None:
 
 def read_features(path: Path) -> dict[str, tuple[float | int | None, ...]]:
     """{track uri: feature values in `FEATURES` order}; the first row of a track wins."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    text = read_text(path, MAX_FEATURES_BYTES, "a features CSV").removeprefix("\ufeff")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return _read(csv.DictReader(handle), path)
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
+        return _read(csv.DictReader(io.StringIO(text, newline="")), path)
     except csv.Error as exc:
         raise UserError(f"{path}: malformed CSV ({exc})") from None
 

@@ -23,6 +23,7 @@ from flax import nnx
 
 from trecs.config import EOP, NUM_SPECIAL, START, UNK
 from trecs.data import title_tokens
+from trecs.display import printable
 from trecs.model import Block, PlaylistTransformer
 
 
@@ -307,6 +308,8 @@ def m3u(tracks: list[dict]) -> str:
     """An M3U8 playlist of Spotify URIs with #EXTINF durations and names."""
     lines = ["#EXTM3U"]
     for t in tracks:
-        lines.append(f"#EXTINF:{round(t['duration_ms'] / 1000)},{t['artist']} - {t['name']}")
+        # A newline or escape in a name would break the format or reach a terminal.
+        name = printable(f"{t['artist']} - {t['name']}")
+        lines.append(f"#EXTINF:{round(t['duration_ms'] / 1000)},{name}")
         lines.append(t["uri"])
     return "\n".join(lines) + "\n"

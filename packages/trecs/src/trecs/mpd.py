@@ -25,6 +25,7 @@ import msgspec
 import numpy as np
 
 from trecs.errors import UserError
+from trecs.inputs import SQLITE_MAX, bounded, check_regular, read_bytes, read_text
 
 SLICE_NAME = re.compile(r"(?:^|/)mpd\.slice\.(\d+)-(\d+)\.json$")
 # A real slice is about 33 MB; anything far larger is not a slice and would only exhaust
@@ -32,8 +33,10 @@ SLICE_NAME = re.compile(r"(?:^|/)mpd\.slice\.(\d+)-(\d+)\.json$")
 MAX_SLICE_BYTES = 1 << 30
 
 
-# Counts, ids and durations are never negative; msgspec checks that while decoding.
-Count = Annotated[int, msgspec.Meta(ge=0)]
+# Counts, ids and durations are never negative and fit sqlite's INTEGER; msgspec checks
+# that while decoding.
+Count = Annotated[int, msgspec.Meta(ge=0, le=SQLITE_MAX)]
+MAX_MD5SUMS_BYTES = 1 << 20
 
 
 class Track(msgspec.Struct, gc=False):
@@ -105,18 +108,15 @@ class SliceRef:
     def read(self) -> bytes:
         """The slice's bytes, checked against md5sums when `find_slices` was asked to verify."""
         if self.member is None:
-            try:
-                if self.path.stat().st_size > MAX_SLICE_BYTES:
-                    raise UserError(f"{self.name}: file too large for an MPD slice")
-                data = self.path.read_bytes()
-            except OSError as exc:
-                raise UserError(f"{self.name}: cannot read ({exc.strerror})") from None
+            data = read_bytes(self.path, MAX_SLICE_BYTES, "an MPD slice")
         else:
             archive = _open_zip(self.path)
             if archive.getinfo(self.member).file_size > MAX_SLICE_BYTES:
                 raise UserError(f"{self.name}: member too large for an MPD slice")
             try:
-                data = archive.read(self.member)
+                # Bounded while inflating: the size in the zip's header may lie.
+                with archive.open(self.member) as member:
+                    data = bounded(member, MAX_SLICE_BYTES, self.name, "an MPD slice")
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise UserError(f"{self.name}: corrupt archive member ({exc})") from None
         if self.md5 is not None:
@@ -136,6 +136,7 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
     its file offset with the parent, so concurrent reads would corrupt each other."""
     key = (os.getpid(), path)
     if key not in _archives:
+        check_regular(path, "a zip archive")
         try:
             _archives[key] = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as exc:
@@ -192,6 +193,8 @@ def find_slices(inputs: list[Path], verify: bool = False) -> list[SliceRef]:
     for path in inputs:
         if not path.exists():
             raise UserError(f"{path}: no such file or directory")
+        if not path.is_dir():  # by type first: reading a FIFO or a device never ends
+            check_regular(path, "an MPD zip archive or slice")
         if path.is_dir():
             found = _slices_in_folder(path, verify)
         elif zipfile.is_zipfile(path):
@@ -219,7 +222,7 @@ def _slices_in_folder(folder: Path, verify: bool) -> list[SliceRef]:
     )
     if md5sums is None:
         raise UserError(f"{folder}: no md5sums file to verify against")
-    sums = parse_md5sums(md5sums.read_text(errors="replace"), str(md5sums))
+    sums = parse_md5sums(read_text(md5sums, MAX_MD5SUMS_BYTES, "an md5sums file"), str(md5sums))
     relative = [SliceRef(ref.path.relative_to(md5sums.parent)) for ref in refs]
     checked = _attach_md5(relative, sums, str(md5sums))
     return [SliceRef(md5sums.parent / ref.path, None, ref.md5) for ref in checked]
@@ -235,7 +238,9 @@ def _slices_in_zip(path: Path, verify: bool) -> list[SliceRef]:
     if not md5_members:
         raise UserError(f"{path}: no md5sums in the archive to verify against")
     member = md5_members[0]
-    sums = parse_md5sums(archive.read(member).decode(errors="replace"), f"{path}:{member}")
+    with archive.open(member) as handle:
+        text = bounded(handle, MAX_MD5SUMS_BYTES, f"{path}:{member}", "an md5sums file")
+    sums = parse_md5sums(text.decode(errors="replace"), f"{path}:{member}")
     return _attach_md5(refs, sums, f"{path}:{member}")
 
 
@@ -313,6 +318,11 @@ def parse_slice(data: bytes, name: str, lenient: bool = False) -> ParsedSlice:
         playlists = _decode_slice(data).playlists
     except msgspec.DecodeError:
         return _parse_slowly(data, name, lenient)
+    except RecursionError:
+        raise UserError(f"{name}: JSON nested too deeply for an MPD slice") from None
+    except UnicodeDecodeError as exc:  # names are decoded strictly, never altered
+        byte = exc.object[exc.start]
+        raise UserError(f"{name}: not UTF-8 (byte 0x{byte:02x} in a string)") from None
     good, skipped = [], []
     for playlist in playlists:
         problem = playlist_problem(playlist)
@@ -329,6 +339,8 @@ def _parse_slowly(data: bytes, name: str, lenient: bool) -> ParsedSlice:
     """Playlist by playlist, to say which playlist broke the fast decode and why."""
     try:
         raws = _decode_loose(data).playlists
+    except RecursionError:
+        raise UserError(f"{name}: JSON nested too deeply for an MPD slice") from None
     except msgspec.ValidationError as exc:
         raise UserError(f"{name}: not an MPD slice: {_clean(exc)}") from None
     except msgspec.DecodeError as exc:
