@@ -188,7 +188,7 @@ def test_parse_playlist_files_and_spotify_references(tmp_path):
     with pytest.raises(UserError, match="no Spotify tracks"):
         feedback.parse_playlist(str(tmp_path / "empty.m3u"))
     (tmp_path / "binary.m3u").write_bytes(b"\xff\xfe\x00\x81")
-    with pytest.raises(UserError, match="not a text file"):
+    with pytest.raises(UserError, match="not UTF-8 text"):
         feedback.parse_playlist(str(tmp_path / "binary.m3u"))
     with pytest.raises(UserError, match="no such playlist file"):
         feedback.parse_playlist(str(tmp_path / "missing.json"))

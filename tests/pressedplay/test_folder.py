@@ -152,11 +152,11 @@ def test_malformed_labels_are_user_errors(tmp_path, content, message):
 
 def test_non_utf8_labels_and_missing_paths(tmp_path, covers):
     (tmp_path / "latin1.csv").write_bytes("image,track_id\ncaf\xe9.jpg,t1\n".encode("latin-1"))
-    with pytest.raises(UserError, match="is not UTF-8 text"):
+    with pytest.raises(UserError, match=r"latin1\.csv: not UTF-8 text"):
         build_from_folder(tmp_path / "o.db", covers, tmp_path / "latin1.csv")
     with pytest.raises(UserError, match="is not a folder"):
         build_from_folder(tmp_path / "o.db", tmp_path / "nowhere", covers / "labels.csv")
-    with pytest.raises(UserError, match="no such labels file"):
+    with pytest.raises(UserError, match=r"nowhere\.csv: no such file"):
         build_from_folder(tmp_path / "o.db", covers, tmp_path / "nowhere.csv")
 
 

@@ -151,7 +151,7 @@ def test_each_bad_file_is_its_own_error_and_the_others_are_answered(tmp_path, co
     assert errors[1] == "no such file"
     assert errors[2].startswith("corrupt image")
     assert errors[3] == "not an image"
-    assert errors[4].startswith("too large file: 20,971,521 bytes")
+    assert errors[4] == "too large file: over 20,971,520 bytes"
     assert errors[5].startswith("too many pixels")
     assert errors[6] == "empty file"
     assert errors[7] == "is a folder"

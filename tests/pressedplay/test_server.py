@@ -412,3 +412,53 @@ def test_serve_says_why_it_cannot_start(home, cli, tmp_path) -> None:
     assert missing.code == 2 and missing.err.startswith("error: no catalog named 'nothing'")
     no_model = cli("serve", "--model", tmp_path / "absent")
     assert no_model.code == 2 and no_model.err.count("\n") == 1
+
+
+# --- overload ---------------------------------------------------------------------------
+def sixteen_bit_png(side: int) -> bytes:
+    """A flat 16-bit greyscale PNG: a few KB that would decode to side² x 2 bytes."""
+    buffer = io.BytesIO()
+    Image.new("I;16", (side, side)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_pixels_past_the_decode_budget_are_refused_from_the_header(base, picture) -> None:
+    data = sixteen_bit_png(6300)  # the 85 KB picture of a 50-upload burst
+    assert len(data) < 200_000
+    refused = requests.post(base + "/api/predict", files=upload(picture, data), timeout=60)
+    assert "too many pixels to decode" in one_line_error(refused, 422)
+
+
+def test_a_full_gate_answers_503_with_retry_after_and_config_still_answers(
+    home, feedback_db, picture
+) -> None:
+    app = create_app(model="prior", feedback_db=feedback_db, env_file=None, image_queue=2)
+    gate = app.state.image_gate
+    with running(app) as url, gate.admitted(), gate.admitted():  # two requests inside
+        for path in ("/api/predict", "/api/playlist"):
+            busy = requests.post(url + path, files=upload(picture), timeout=60)
+            assert "busy" in one_line_error(busy, 503)
+            assert busy.headers["Retry-After"] == "2"
+        assert requests.get(url + "/api/config", timeout=10).status_code == 200
+    with running(app) as url:  # the gate emptied: served again
+        assert requests.post(url + "/api/predict", files=upload(picture), timeout=60).ok
+
+
+def test_a_burst_is_served_or_turned_away_never_queued_without_bound(
+    home, feedback_db, picture
+) -> None:
+    app = create_app(model="prior", feedback_db=feedback_db, env_file=None, image_queue=2)
+    with running(app) as url:
+        statuses: list[int] = []
+
+        def post() -> None:
+            response = requests.post(url + "/api/predict", files=upload(picture), timeout=60)
+            statuses.append(response.status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert set(statuses) <= {200, 503} and 200 in statuses, statuses
+        assert requests.post(url + "/api/predict", files=upload(picture), timeout=60).ok

@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 from pressedplay.atomic import temporary_beside
 from pressedplay.errors import UserError
 from pressedplay.features import ACCEPTED, NAMES
+from pressedplay.inputs import MAX_CATALOG_CSV, BoundedFile, check_regular
 from pressedplay.paths import catalog_path, data_home
 
 DEFAULT_CATALOG = "tidytuesday"
@@ -240,7 +241,7 @@ def _parse(row: list[str], columns: dict[str, int]) -> tuple[tuple, str | None, 
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with io.BufferedReader(BoundedFile(path, MAX_CATALOG_CSV)) as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
@@ -251,12 +252,33 @@ def _refuse_existing(target: Path, force: bool) -> None:
         raise UserError(f"catalog {target} already exists; use --force to replace it")
 
 
+def _complete_rows(reader: Iterator[list[str]], width: int, csv_path: Path) -> Iterator[list[str]]:
+    """The CSV's non-empty rows. A file cut mid-row, or an unclosed quote that swallows
+    the rows after it, is an error: it would otherwise import fewer rows than it holds."""
+    line = reader.line_num
+    last: list[str] = []
+    for row in reader:
+        first, line = line + 1, reader.line_num
+        if not row:
+            continue
+        if len(row) != width and line > first:
+            raise UserError(
+                f"{csv_path} line {first}: one row of {len(row)} fields (the header has "
+                f"{width}) runs over lines {first}-{line}: an unclosed quote? Nothing imported"
+            )
+        last = row
+        yield row
+    if 0 < len(last) < width:
+        raise UserError(
+            f"{csv_path} ends in the middle of a row (line {line}: {len(last)} of {width} "
+            "fields): the file looks cut. Nothing imported"
+        )
+
+
 def _load(
     con: sqlite3.Connection, csv_path: Path, progress: Progress | None, stage: Stage | None
 ) -> dict:
     """Stream the CSV into the empty catalog `con`; returns the counts for the report."""
-    if stage:
-        stage("importing", csv_path.stat().st_size)
     rows = 0
     skipped: Counter[str] = Counter()
     tracks: list[tuple] = []
@@ -268,8 +290,10 @@ def _load(
         tracks.clear()
         genres.clear()
 
-    with csv_path.open("rb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    with BoundedFile(csv_path, MAX_CATALOG_CSV) as raw:
+        if stage:
+            stage("importing", os.fstat(raw.fileno()).st_size)
+        text = io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8-sig", newline="")
         reader = csv.reader(text)
         reported = 0
         try:
@@ -277,9 +301,7 @@ def _load(
             if not header:
                 raise UserError(f"{csv_path} is empty: expected a CSV header and track rows")
             columns = _columns(header, csv_path)
-            for row in reader:
-                if not row:
-                    continue
+            for row in _complete_rows(reader, len(header), csv_path):
                 rows += 1
                 try:
                     if len(row) != len(header):
@@ -294,16 +316,15 @@ def _load(
                 if len(tracks) >= _BATCH:
                     flush()
                     if progress:
-                        position = raw.tell()
-                        progress(position - reported)
-                        reported = position
+                        progress(raw.count - reported)
+                        reported = raw.count
         except UnicodeDecodeError:
             raise UserError(f"{csv_path} is not UTF-8 text") from None
         except csv.Error as exc:
             raise UserError(f"{csv_path} line {reader.line_num}: {exc}") from None
         flush()
         if progress:
-            progress(raw.tell() - reported)
+            progress(raw.count - reported)
     kept = rows - sum(skipped.values())
     if kept == 0:
         reasons = ", ".join(f"{r}: {n}" for r, n in skipped.most_common()) or "no rows"
@@ -391,8 +412,7 @@ def import_csv(
     the first row's fields win. Rows that fail validation are skipped and counted by reason.
     """
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise UserError(f"no such CSV file: {csv_path}")
+    check_regular(csv_path)
     target = catalog_path(name)
     _refuse_existing(target, force)
     return _import(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -26,7 +26,8 @@ from rich.table import Table
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from pressedplay import __version__
-from pressedplay.errors import UserError
+from pressedplay.errors import UserError, storage_error
+from pressedplay.terminal import SafeConsole, printable
 
 app = typer.Typer(
     help="pressedplay: from a picture to audio features to a playlist of real tracks.",
@@ -35,10 +36,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(soft_wrap=True)
+out = SafeConsole(soft_wrap=True)
 if not out.is_terminal:  # piped or redirected: rich's 80 columns would cut tables short
     out.width = 160
-err = Console(stderr=True, soft_wrap=True)
+err = SafeConsole(stderr=True, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -1037,10 +1038,16 @@ def run(argv: list[str] | None = None) -> int:
         print(exc.ctx.get_help())
         return 0
     except ClickException as exc:
-        print(f"error: {exc.format_message()}", file=sys.stderr)
+        print(f"error: {printable(exc.format_message())}", file=sys.stderr)
         return 2
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.OperationalError) as exc:
+        message = storage_error(exc)
+        if message is None:
+            raise
+        print(f"error: {printable(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

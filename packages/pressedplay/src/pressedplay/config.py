@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pressedplay import inputs
 from pressedplay.atomic import replacing
 from pressedplay.devices import Device
 from pressedplay.errors import UserError
@@ -85,9 +86,11 @@ def load(run_dir: Path) -> TrainConfig:
     """RUN_DIR/config.json, or UserError when the run has none."""
     path = Path(run_dir) / CONFIG
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{run_dir} holds no training run ({CONFIG} is missing)") from None
+        text = inputs.read_text(path, inputs.MAX_JSON)
+    except inputs.InputError as exc:
+        if exc.reason == "no such file":
+            raise UserError(f"{run_dir} holds no training run ({CONFIG} is missing)") from None
+        raise
     try:
         return TrainConfig.model_validate_json(text)
     except ValidationError as exc:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pressedplay import inputs
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.paths import file_version
@@ -292,7 +293,7 @@ def load_continuer(run_dir: Path, db: Path | None = None) -> Continuer:
     config = run_dir / "config.json"
     if db is None and config.is_file():
         try:
-            db = TrainConfig.model_validate_json(config.read_text()).db
+            db = TrainConfig.model_validate_json(inputs.read_text(config, inputs.MAX_JSON)).db
         except ValueError:
             raise UserError(f"{config}: not a trecs run configuration") from None
     return _cached(file_version(run_dir / "checkpoints"), file_version(db) if db else None)

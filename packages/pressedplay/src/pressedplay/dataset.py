@@ -23,7 +23,7 @@ import numpy as np
 
 from pressedplay import images
 from pressedplay.errors import UserError
-from pressedplay.features import NAMES
+from pressedplay.features import ACCEPTED, NAMES
 
 SPLITS = ("train", "valid", "test")
 # Cumulative split fractions: train 80%, valid 10%, test 10% of covers.
@@ -50,8 +50,11 @@ def split_of(sha256: str, seed: int) -> str:
 
 
 def _usable(features: Sequence[float]) -> bool:
+    """Eight finite numbers within features.ACCEPTED: a catalog made before ranges were
+    checked, or edited by hand, cannot slip an absurd value into a dataset."""
     return len(features) == len(NAMES) and all(
-        isinstance(v, int | float) and math.isfinite(v) for v in features
+        isinstance(v, int | float) and math.isfinite(v) and ACCEPTED[n][0] <= v <= ACCEPTED[n][1]
+        for n, v in zip(NAMES, features, strict=True)
     )
 
 
@@ -81,6 +84,17 @@ class DatasetWriter:
         self.resumed = self.partial.exists() and self._can_resume(source)
         self._resplit = False  # a resumed build with another seed re-splits at finish()
         self.conn = sqlite3.connect(self.partial, isolation_level=None)
+        try:
+            self._start(source, seed)
+        except BaseException:
+            # A full disk or read-only folder: no half-made partial file to trip the next run.
+            self.conn.close()
+            if not self.resumed:
+                _remove(self.partial)
+            raise
+
+    def _start(self, source: str, seed: int) -> None:
+        """The schema and meta of a new build, or the seed of a resumed one."""
         # WAL without fsync per commit: a commit per cover stays cheap and survives a
         # killed process (not a power cut, which only costs a rebuild).
         self.conn.execute("PRAGMA journal_mode=WAL")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pressedplay import images
+from pressedplay import images, inputs
 from pressedplay.catalog import TRACK_ID, Catalog, resolve_catalog
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
@@ -101,6 +101,8 @@ def _open_for_writing(path: Path) -> sqlite3.Connection:
     """
     if path.is_dir():
         raise UserError(f"{path} is a folder; give the feedback database's file path")
+    if path.exists():
+        inputs.check_regular(path)  # a FIFO or a device: refused before sqlite opens it
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, timeout=10)
     try:
@@ -236,12 +238,10 @@ def parse_playlist(value: str) -> tuple[str, list[str]]:
 
 
 def _file_tracks(path: Path) -> list[str]:
-    if path.stat().st_size > MAX_PLAYLIST_FILE:
-        raise UserError(f"{path}: too large for a playlist file ({path.stat().st_size:,} bytes)")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file; expected a playlist from `generate`") from None
+        text = inputs.read_text(path, MAX_PLAYLIST_FILE)
+    except inputs.InputError as exc:
+        raise UserError(f"{exc}; expected a playlist from `generate`") from None
     if text.lstrip().startswith(("{", "[")):
         ids = _json_tracks(text, path)
     else:
@@ -260,10 +260,7 @@ def _file_tracks(path: Path) -> list[str]:
 
 
 def _json_tracks(text: str, path: Path) -> list[str]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    data = inputs.parse_json(text, path)
     tracks = data.get("tracks") if isinstance(data, dict) else None
     if not isinstance(tracks, list) or not all(
         isinstance(t, dict) and isinstance(t.get("id"), str) and TRACK_ID.fullmatch(t["id"])

@@ -9,6 +9,7 @@ part, so images are read and validated in a process pool while this process writ
 from __future__ import annotations
 
 import csv
+import io
 import math
 import multiprocessing
 import os
@@ -21,10 +22,10 @@ from concurrent.futures import ProcessPoolExecutor
 from itertools import islice
 from pathlib import Path
 
-from pressedplay import images
+from pressedplay import images, inputs
 from pressedplay.dataset import DatasetWriter, TrackFeatures
 from pressedplay.errors import UserError
-from pressedplay.features import NAMES
+from pressedplay.features import ACCEPTED, NAMES
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 _CHUNK = 32  # images per task sent to a worker: amortises the pickling round trip
@@ -49,8 +50,6 @@ def build_from_folder(
     folder, labels_csv = Path(folder), Path(labels_csv)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
-    if not labels_csv.is_file():
-        raise UserError(f"{labels_csv}: no such labels file")
     labels, skipped = read_labels(labels_csv, catalog)
     present = {image: tracks for image, tracks in labels.items() if (folder / image).is_file()}
     skipped["label without image"] += sum(
@@ -77,16 +76,13 @@ def build_from_folder(
 
 def read_labels(labels_csv: Path, catalog: str | Path | None = None) -> tuple[Labels, Counter]:
     """Tracks per image path (normalised, relative), and rows left out per reason."""
+    text = inputs.read_text(labels_csv, inputs.MAX_LABELS_CSV)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        with open(labels_csv, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, strict=True)
-            try:
-                header = [column.strip() for column in next(reader, [])]
-                rows = [(reader.line_num, row) for row in reader if row]
-            except csv.Error as exc:
-                raise UserError(f"{labels_csv}: line {reader.line_num}: {exc}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{labels_csv} is not UTF-8 text") from None
+        header = [column.strip() for column in next(reader, [])]
+        rows = [(reader.line_num, row) for row in reader if row]
+    except csv.Error as exc:
+        raise UserError(f"{labels_csv}: line {reader.line_num}: {exc}") from None
     expected = "`image` and either `track_id` or the eight feature columns " + ", ".join(NAMES)
     if "image" not in header:
         raise UserError(f"{labels_csv}: the header has no `image` column; expected {expected}")
@@ -145,12 +141,18 @@ def _relative(text: str, labels_csv: Path, line: int) -> str:
 
 
 def _number(text: str, name: str, labels_csv: Path, line: int) -> float:
+    """A feature value within the range a catalog accepts (features.ACCEPTED)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
         raise UserError(f"{labels_csv}: line {line}: {name} {text!r} is not a number")
+    low, high = ACCEPTED[name]
+    if not low <= value <= high:
+        raise UserError(
+            f"{labels_csv}: line {line}: {name} {text!r} is outside {low:g} to {high:g}"
+        )
     return value
 
 
@@ -169,13 +171,19 @@ Loaded = tuple[str, bytes, tuple[int, int] | None, str | None]  # image, bytes, 
 def _load(folder: Path, image: str) -> Loaded:
     """Read and fully decode one image: its bytes and size, or why it is skipped."""
     try:
-        data = (folder / image).read_bytes()
-    except OSError:
-        return image, b"", None, "unreadable file"
+        data = inputs.read_bytes(folder / image, images.MAX_BYTES)
+    except inputs.InputError as exc:
+        return image, b"", None, _file_reason(exc.reason)
     try:
         return image, data, images.size(data), None
     except images.ImageError as exc:
         return image, b"", None, exc.reason
+
+
+def _file_reason(reason: str) -> str:
+    """A skip reason to count: a file over the limit as images.decode says it, the
+    rest (a FIFO, a device, a read error) as one reason."""
+    return "too large file" if reason.startswith("larger than") else "unreadable file"
 
 
 def _load_chunk(folder: Path, chunk: list[str]) -> list[Loaded]:

@@ -11,12 +11,12 @@ words (latin, latino, reggaeton, cumbia...) are added as well, because catalogs 
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from pressedplay import inputs
 from pressedplay.errors import UserError
 
 # Rule word or phrase -> catalog genres it stands for, most specific first: the first one
@@ -261,11 +261,11 @@ def load_mapping(path: Path | str) -> dict[str, list[str]]:
     """A user mapping file {fine genre: [target genre, ...]}, as genremappings.json."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"no genre mapping file at {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not a JSON genre mapping: {exc}") from None
+        data = inputs.read_json(path)
+    except inputs.InputError as exc:
+        if exc.reason == "no such file":
+            raise UserError(f"no genre mapping file at {path}") from None
+        raise UserError(f"{path} is not a JSON genre mapping: {exc.reason}") from None
     if not isinstance(data, dict):
         raise UserError(
             f"{path} must hold a JSON object {{fine genre: [genre, ...]}}, "

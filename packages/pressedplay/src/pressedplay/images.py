@@ -19,6 +19,11 @@ from pressedplay.errors import UserError
 # About 6,300 x 6,300: far above any cover art, far below what exhausts memory
 # (a decoded RGBA image of this size is 160 MB).
 MAX_PIXELS = 40_000_000
+# What is actually decoded, after a JPEG's draft scaling: 4,000 x 4,000 at most (64 MB as
+# Pillow holds RGB). A JPEG up to MAX_PIXELS drafts below it; a PNG or TIFF cannot
+# be decoded smaller, so a bigger one is refused from its header, before any decoding
+# (a burst of 85 KB 6,300 x 6,300 16-bit PNGs once took a server to 4.7 GB).
+MAX_DECODED_PIXELS = 16_000_000
 MAX_BYTES = 20 * 1024 * 1024
 
 _WHITE = (255, 255, 255)
@@ -60,15 +65,34 @@ def decode(data: bytes, draft: tuple[int, int] | None = None) -> Image.Image:
         if width * height > MAX_PIXELS:
             raise ImageError("too many pixels", f"{width}x{height}, limit {MAX_PIXELS:,}")
         try:
-            if draft is not None and image.format == "JPEG":
-                image.draft("RGB", draft)
+            if image.format == "JPEG":
+                image.draft("RGB", _draft_size(width, height, draft))
+            if image.width * image.height > MAX_DECODED_PIXELS:
+                raise ImageError(
+                    "too many pixels to decode",
+                    f"{image.width}x{image.height}, limit {MAX_DECODED_PIXELS:,} "
+                    "(JPEGs are decoded scaled down; other formats in full)",
+                )
             image.load()  # the first frame of an animation; truncation shows up here
             ImageOps.exif_transpose(image, in_place=True)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageError("too many pixels", str(exc)) from None
+        except ImageError:
+            raise
         except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError...
             raise ImageError("corrupt image", str(exc)) from None
     return to_rgb(image)
+
+
+def _draft_size(width: int, height: int, wanted: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The size to ask a JPEG's draft for: `wanted`, and small enough that the decode fits
+    MAX_DECODED_PIXELS (draft scales by 1/2, 1/4 or 1/8 to at least the size asked for, so
+    half the fitting size is asked: the result lies between it and the fitting size)."""
+    if width * height <= MAX_DECODED_PIXELS:
+        return wanted
+    scale = (MAX_DECODED_PIXELS / (width * height)) ** 0.5 / 2
+    fit = (max(1, int(width * scale)), max(1, int(height * scale)))
+    return fit if wanted is None else (min(fit[0], wanted[0]), min(fit[1], wanted[1]))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

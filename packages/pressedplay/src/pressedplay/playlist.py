@@ -20,6 +20,7 @@ from pressedplay.features import NAMES
 from pressedplay.genres import GenreMapper
 from pressedplay.paths import file_version
 from pressedplay.retrieval import CatalogIndex
+from pressedplay.terminal import printable
 
 
 @functools.lru_cache(maxsize=2)
@@ -83,6 +84,6 @@ def to_m3u(result: Mapping) -> str:
     """An extended M3U playlist of open.spotify.com track links, "artist - name" as titles."""
     lines = ["#EXTM3U"]
     for track in result["tracks"]:
-        title = f"{track['artist']} - {track['name']}".replace("\n", " ")
-        lines += [f"#EXTINF:-1,{title}", track["url"]]
+        title = printable(f"{track['artist']} - {track['name']}")
+        lines += [f"#EXTINF:-1,{title}", printable(track["url"])]
     return "\n".join(lines) + "\n"

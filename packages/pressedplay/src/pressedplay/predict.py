@@ -9,7 +9,6 @@ still answered. Answered images are predicted in batches.
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pressedplay import checkpoints, colour_stats, images, prior
+from pressedplay import checkpoints, colour_stats, images, inputs, prior
 from pressedplay.augment import normalise
 from pressedplay.devices import pick_device
 from pressedplay.errors import UserError
@@ -100,20 +99,14 @@ def _prior(sample: bool) -> PriorPredictor:
 
 
 def read(path: Path) -> bytes:
-    """A file's bytes, or ImageError; files over images.MAX_BYTES are refused unread."""
+    """A regular file's bytes, or ImageError: FIFOs, devices and folders are refused
+    unopened, and reading stops past images.MAX_BYTES."""
     try:
-        size = os.stat(path).st_size
-        if path.is_dir():
-            raise images.ImageError("is a folder")
-        if size > images.MAX_BYTES:
-            raise images.ImageError("too large file", f"{size:,} bytes, limit {images.MAX_BYTES:,}")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise images.ImageError("no such file") from None
-    except PermissionError:
-        raise images.ImageError("permission denied") from None
-    except OSError as exc:
-        raise images.ImageError("cannot read", exc.strerror or type(exc).__name__) from None
+        return inputs.read_bytes(path, images.MAX_BYTES)
+    except inputs.InputError as exc:
+        if exc.reason.startswith("larger than"):
+            raise images.ImageError("too large file", f"over {images.MAX_BYTES:,} bytes") from None
+        raise images.ImageError(exc.reason) from None
 
 
 def squash(data: bytes, size: int) -> np.ndarray:

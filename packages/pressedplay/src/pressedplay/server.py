@@ -8,12 +8,19 @@ the CLI's token cache. `create_app` builds it; `serve` runs it in the foreground
 `running` in a background thread (notebooks, tests).
 
 Uploads are counted while they are read, whatever Content-Length says or whether it is
-there at all, and refused with 413 past the limit; images are validated by the same full
-decode as every other input (pressedplay.images).
+there at all, and refused with 413 past the limit; images are validated by the same
+decode as every other input (pressedplay.images), bounded by pixels, not bytes.
+
+Under a burst, at most IMAGE_QUEUE picture requests are admitted (one computes, the rest
+wait their turn on a thread); more are answered 503 with Retry-After at once, so threads
+and memory stay bounded and the cheap endpoints (the page, /api/config, async) answer
+meanwhile. When the last admitted request ends, freed decode buffers go back to the OS.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import html
 import logging
 import os
@@ -52,6 +59,8 @@ MAX_BODY = MAX_UPLOAD + 64 * 1024
 # The names a browser uses for this machine: the only Host headers served by default.
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_TRACKS = 100
+IMAGE_QUEUE = 8  # picture requests admitted at once; the next gets 503 + Retry-After
+RETRY_AFTER_S = 2
 STATE_COOKIE = "pressedplay_login_state"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # kept out of file names echoed in errors
 _WEB = {  # URL path -> (packaged file, media type)
@@ -261,6 +270,46 @@ def _quiet_access_log() -> None:
         logger.addFilter(_NoQueryStrings())
 
 
+def _libc_trim() -> ctypes._CFuncPtr | None:
+    """glibc's malloc_trim, or None elsewhere (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+class ImageGate:
+    """Admission for picture requests: at most `size` inside at once, the next refused
+    with 503 + Retry-After rather than queued on a thread. When the last one leaves,
+    glibc is asked to return freed memory (it keeps freed arenas otherwise: a burst of
+    large decodes once left 3 GB resident)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._inside = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        with self._lock:
+            if self._inside >= self.size:
+                raise HTTPException(
+                    503,
+                    f"busy: {self.size} pictures are being processed; try again shortly",
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                )
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+                idle = self._inside == 0
+            if idle and _MALLOC_TRIM is not None:
+                _MALLOC_TRIM(0)
+
+
 def _message_page(title: str, text: str, status: int = 200) -> HTMLResponse:
     """A plain page for the login's browser tab (no script, the page's style)."""
     body = (
@@ -282,6 +331,7 @@ def create_app(
     device: str = "cpu",
     env_file: Path | None = Path(".env"),
     allowed_hosts: Sequence[str] = LOCAL_HOSTS,
+    image_queue: int = IMAGE_QUEUE,
 ) -> FastAPI:
     """The app for one model (as `predict --model`), one catalog (as `generate --catalog`)
     and one feedback database (default: the data folder's). Spotify is offered when
@@ -301,6 +351,7 @@ def create_app(
         for path, (name, _) in _WEB.items()
     }
     predicting = threading.Lock()  # one forward pass at a time: CPU-bound, and not re-entrant
+    gate = ImageGate(image_queue)
     _quiet_access_log()
 
     app = FastAPI(
@@ -314,9 +365,10 @@ def create_app(
     app.add_middleware(_SameOrigin)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))  # runs first
     _add_error_handlers(app)
+    app.state.image_gate = gate
 
     def predict(name: str, data: bytes) -> dict:
-        with predicting:
+        with gate.admitted(), predicting:
             return predict_one(name, data, predictor)  # ImageError: 422
 
     def spotify_client(request: Request) -> spotipy.Spotify:
@@ -340,20 +392,21 @@ def create_app(
         headers = {**_HEADERS, "Cache-Control": "no-cache"}
         return Response(web[path], media_type=media_type, headers=headers)
 
+    # The cheap endpoints are async: they never wait for a thread behind picture requests.
     @app.get("/", include_in_schema=False)
-    def index() -> Response:
+    async def index() -> Response:
         return page("/")
 
     @app.get("/app.js", include_in_schema=False)
-    def script() -> Response:
+    async def script() -> Response:
         return page("/app.js")
 
     @app.get("/style.css", include_in_schema=False)
-    def style() -> Response:
+    async def style() -> Response:
         return page("/style.css")
 
     @app.get("/api/config", response_model=Config)
-    def config() -> dict:
+    async def config() -> dict:
         """What the page needs to draw itself: features and their ranges, genres, limits,
         whether Spotify is configured and logged in. No secrets."""
         cached = spotify.TokenFile(spotify.token_cache_path()).get_cached_token()
@@ -368,12 +421,12 @@ def create_app(
             "spotify": {"configured": settings is not None, "logged_in": cached is not None},
         }
 
-    @app.post("/api/predict", response_model=list[Prediction], responses=_errors(413, 422))
+    @app.post("/api/predict", response_model=list[Prediction], responses=_errors(413, 422, 503))
     def predict_image(file: Annotated[UploadFile, File(description="The image.")]) -> list:
         """The image's eight features, as `pressedplay predict IMG --json`: a list of one."""
         return [predict(*_read_upload(file))]
 
-    @app.post("/api/playlist", response_model=Playlist, responses=_errors(400, 413, 422))
+    @app.post("/api/playlist", response_model=Playlist, responses=_errors(400, 413, 422, 503))
     def playlist(
         file: Annotated[UploadFile, File(description="The image.")],
         genre: Annotated[
@@ -389,7 +442,7 @@ def create_app(
         answer["model"] = result["model"]
         return answer
 
-    @app.post("/api/feedback", response_model=FeedbackStored, responses=_errors(400, 413, 422))
+    @app.post("/api/feedback", response_model=FeedbackStored, responses=_errors(400, 413, 422, 503))
     def store_feedback(
         file: Annotated[UploadFile, File(description="The image the playlist was for.")],
         verdict: Annotated[Literal["like", "dislike"], Form()],
@@ -439,13 +492,15 @@ def create_app(
         sp = spotify_client(request)
         if spotify.login_url(sp) is not None:
             raise HTTPException(409, "log in to Spotify first (the page's login link, /login)")
-        return spotify.create_playlist(
-            sp,
-            name or f"pressedplay: {Path(image_name).stem}",
-            f"Tracks matching the picture {image_name}, picked by pressedplay ({predictor.name}).",
-            track_ids,
-            data,
-        )
+        with gate.admitted():  # the cover is decoded and scaled for Spotify
+            return spotify.create_playlist(
+                sp,
+                name or f"pressedplay: {Path(image_name).stem}",
+                f"Tracks matching the picture {image_name}, picked by pressedplay "
+                f"({predictor.name}).",
+                track_ids,
+                data,
+            )
 
     @app.get("/login", include_in_schema=False)
     def login(request: Request) -> Response:

@@ -34,7 +34,7 @@ from spotipy.cache_handler import CacheHandler, MemoryCacheHandler
 from spotipy.exceptions import SpotifyException, SpotifyOauthError
 from urllib3.util.retry import Retry
 
-from pressedplay import images
+from pressedplay import images, inputs
 from pressedplay.atomic import replacing
 from pressedplay.catalog import TRACK_ID, Catalog, resolve_catalog
 from pressedplay.dataset import DatasetWriter, TrackFeatures
@@ -504,11 +504,9 @@ class TokenFile(CacheHandler):
 
     def get_cached_token(self) -> dict | None:
         try:
-            token = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return None  # a damaged cache only means logging in again
+            token = inputs.read_json(self.path)
+        except inputs.InputError:
+            return None  # missing or damaged: only means logging in again
         return token if isinstance(token, dict) else None
 
     def save_token_to_cache(self, token_info: dict) -> None:

@@ -37,12 +37,20 @@ function notice(text, link) {
 }
 
 // --- the API -------------------------------------------------------------------------
+const BUSY_RETRIES = 5; // a busy server (503) says when to come back: Retry-After
+
 async function api(path, form) {
   let response;
-  try {
-    response = form ? await fetch(path, { method: "POST", body: form }) : await fetch(path);
-  } catch (error) {
-    throw new Error(`the server did not answer (${error.message}); is pressedplay serve running?`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      response = form ? await fetch(path, { method: "POST", body: form }) : await fetch(path);
+    } catch (error) {
+      throw new Error(`the server did not answer (${error.message}); is pressedplay serve running?`);
+    }
+    if (response.status !== 503 || attempt === BUSY_RETRIES) break;
+    const seconds = Number(response.headers.get("Retry-After"));
+    if (!(seconds > 0)) break; // a 503 without Retry-After (Spotify not configured) is final
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   }
   let body = null;
   try {
