@@ -94,3 +94,38 @@ def test_low_temperature_approaches_greedy(generator):
 def test_unknown_seeds_are_read_past(generator):
     picks = generator.continue_playlist([5, UNK, 9], Settings(length=5, seed=0))
     assert len(picks) == 5 and UNK not in picks
+
+
+def compiles_while(generate) -> int:
+    """How many XLA compilations `generate()` triggers."""
+    count = 0
+
+    def listen(event: str, duration: float, **kwargs) -> None:
+        nonlocal count
+        count += event == "/jax/core/compile/backend_compile_duration"
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        generate()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    return count
+
+
+def test_compilations_do_not_grow_with_the_length():
+    """Scoring and decoding compile once per model and shape, not once per track: after
+    a first playlist, a fresh generator costs as many compilations for 20 tracks as for 5
+    (its own decoding step and title vector)."""
+    table = 50 * init_table(jax.random.key(1), 100, 16)
+
+    def playlist(length: int) -> None:
+        generator = Generator(model_of(CONFIG), table)
+        generator.continue_playlist([5, 9], Settings(length=length, seed=1), "summer")
+
+    playlist(3)
+    assert compiles_while(lambda: playlist(20)) == compiles_while(lambda: playlist(5)) <= 2
+
+
+def test_top_k_and_length_beyond_the_tracks_stop_at_the_tracks(generator):
+    picks = generator.continue_playlist([5, 9], Settings(length=10**9, top_k=10**12))
+    assert len(picks) == len(set(picks)) == 100 - 3 - 2

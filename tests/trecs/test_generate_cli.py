@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from trecs.build_db import build_database
-from trecs.config import ModelConfig, TrainConfig
+from trecs.checkpoints import load_run
+from trecs.config import NUM_SPECIAL, ModelConfig, TrainConfig
 from trecs.errors import UserError
 from trecs.seeds import resolve
 from trecs.train import train
@@ -88,3 +89,16 @@ def test_generate_reads_a_title(cli, run):
         assert not result.err.strip()  # the run reads titles: no notice
         picks[title] = [t["uri"] for t in result.json()["tracks"]]
     assert picks["Workout"] == picks["workout!!"]  # one normal form
+
+
+def test_length_and_top_k_are_bounded(cli, run):
+    """A length past the cap is one error line; past the vocabulary it stops at the
+    vocabulary, and a top k past it samples among all tracks, each with a notice."""
+    run_dir, _ = run
+    cli("generate", run_dir, "--length", 1_000_000_000).assert_error("--length")
+    tracks = len(load_run(run_dir).vocab) - NUM_SPECIAL
+    result = cli("generate", run_dir, "--length", 10_000, "--top-k", 10**12, "--format", "json")
+    assert result.code == 0, result.err
+    assert len({t["uri"] for t in result.json()["tracks"]}) == tracks
+    assert f"only {tracks:,} tracks can be added" in result.err
+    assert f"sampling among all {tracks:,} tracks" in result.err

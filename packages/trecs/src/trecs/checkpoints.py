@@ -1,13 +1,18 @@
 """Orbax checkpoints of a run: the training state plus the Grain iterator's position.
 
 Orbax writes each step to a temporary directory and renames it when complete, so a
-process killed mid-save leaves the previous checkpoint as the latest one.
+process killed mid-save leaves the previous checkpoint as the latest one. A complete
+checkpoint can still be damaged later (a truncated or garbled file): every load tries the
+newest first and falls back to older ones, telling its caller which one it used.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grain
 import jax
@@ -20,6 +25,9 @@ from trecs.model import PlaylistTransformer
 from trecs.optim import dense_optimizer, schedule
 from trecs.train_step import TrainState, init_state
 from trecs.vocab import Vocabulary
+
+T = TypeVar("T")
+Notice = Callable[[str], None]
 
 
 def manager(run_dir: Path, keep: int) -> ocp.CheckpointManager:
@@ -58,42 +66,113 @@ def restore(
     return restored.state
 
 
+def restore_newest(
+    run_dir: Path,
+    checkpoints: ocp.CheckpointManager,
+    restore_step: Callable[[int], T],
+    on_notice: Notice | None = None,
+) -> tuple[int, T, list[int]]:
+    """The newest checkpoint that `restore_step` restores: (its step, what it returned,
+    the newer steps that did not). A damaged checkpoint costs the steps since the one
+    before it, not the run. No checkpoint that restores is a UserError."""
+    damaged: list[tuple[int, str]] = []
+    for step in sorted(checkpoints.all_steps(), reverse=True):
+        try:
+            restored = restore_step(step)
+        except Exception as exc:  # Orbax and TensorStore raise bare Exception on bad files
+            damaged.append((step, _reason(exc)))
+            continue
+        if damaged and on_notice is not None:
+            newer = ", ".join(f"{s} ({reason})" for s, reason in damaged)
+            on_notice(f"{run_dir}: checkpoint {newer} does not restore; using step {step}")
+        return step, restored, [s for s, _ in damaged]
+    if not damaged:
+        raise UserError(f"{run_dir}: no complete checkpoint yet")
+    step, reason = damaged[0]
+    raise UserError(f"{run_dir}: no checkpoint restores (step {step}: {reason})")
+
+
+def _reason(exc: Exception) -> str:
+    """An exception as a short single line (TensorStore's messages run over lines and
+    end in a method's repr)."""
+    text = " ".join(str(exc).split(" See full TensorStore details")[0].split())
+    text = text or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def set_aside(
+    run_dir: Path,
+    checkpoints: ocp.CheckpointManager,
+    steps: list[int],
+    on_notice: Notice | None = None,
+) -> None:
+    """Move damaged checkpoints out of the way of the steps that will be saved again,
+    into RUN_DIR/damaged-checkpoints: kept, not deleted."""
+    if not steps:
+        return
+    aside = run_dir / "damaged-checkpoints"
+    aside.mkdir(exist_ok=True)
+    for step in steps:
+        moved = aside / f"{step}.{time.time_ns()}"
+        (run_dir / "checkpoints" / str(step)).rename(moved)
+        if on_notice is not None:
+            on_notice(f"{run_dir}: damaged checkpoint {step} moved to {moved}")
+    checkpoints.reload()
+
+
 @dataclass
 class TrainedModel:
     config: TrainConfig
     vocab: Vocabulary
     model: PlaylistTransformer
     table: jax.Array  # (rows, features): input embeddings and, tied, the output head
-    step: int
+    step: int  # the checkpoint it came from: the newest that restores
     bias: jax.Array | None = None  # (rows,) per-track logit bias, if the model has one
 
 
-def load_run(run_dir: Path) -> TrainedModel:
-    """The model and embedding table of a run's latest checkpoint, for inference. Runs
-    saved before titles, output biases and the mean readout load as they were trained:
-    without them."""
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise UserError(f"{run_dir}: not a trecs run (no config.json)")
-    config = load_saved(config_path)
-    vocab = Vocabulary.load(run_dir / "vocab.npz")
-    checkpoints = ocp.CheckpointManager((run_dir / "checkpoints").resolve())
-    step = checkpoints.latest_step()
-    if step is None:
-        raise UserError(f"{run_dir}: no complete checkpoint yet")
+def load_run(run_dir: Path, on_notice: Notice | None = None) -> TrainedModel:
+    """The model and embedding table of a run's newest checkpoint that restores, for
+    inference; `on_notice` hears of damaged newer ones passed over. Runs saved before
+    titles, output biases and the mean readout load as they were trained: without them."""
+    config, vocab = _run_files(run_dir)
     optimizer = dense_optimizer(config.optimizer, schedule(config.optimizer, config.num_steps))
     graphdef, like = _abstract(config, optimizer)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    state = checkpoints.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-    ).state
-    checkpoints.close()
+    checkpoints = ocp.CheckpointManager((run_dir / "checkpoints").resolve())
+    try:
+        step, state, _ = restore_newest(
+            run_dir,
+            checkpoints,
+            lambda step: (
+                checkpoints.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+                ).state
+            ),
+            on_notice,
+        )
+    finally:
+        checkpoints.close()
     table = state.table.table
     features = config.model.features
     bias = table[:, features] if config.model.output_bias else None
     return TrainedModel(
         config, vocab, nnx.merge(graphdef, state.params), table[:, :features], step, bias
     )
+
+
+def _run_files(run_dir: Path) -> tuple[TrainConfig, Vocabulary]:
+    """A run's config.json and vocab.npz, checked against each other."""
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise UserError(f"{run_dir}: not a trecs run (no config.json)")
+    config = load_saved(config_path)
+    vocab = Vocabulary.load(run_dir / "vocab.npz")
+    rows = config.model.num_tracks
+    if rows is None or rows < len(vocab):
+        raise UserError(f"{run_dir}: vocab.npz has more tokens than config.json's num_tracks")
+    if not (run_dir / "checkpoints").is_dir():
+        raise UserError(f"{run_dir}: no complete checkpoint yet")
+    return config, vocab
 
 
 def _abstract(config: TrainConfig, optimizer) -> tuple[nnx.GraphDef, TrainState]:

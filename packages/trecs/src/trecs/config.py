@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trecs.errors import UserError
 
@@ -48,6 +48,13 @@ class ModelConfig(BaseModel):
         if value == 1:
             raise ValueError("must be 0 (no titles) or at least 2 (bucket 0 is padding)")
         return value
+
+    @model_validator(mode="after")
+    def _heads_divide_features(self) -> ModelConfig:
+        """Checked here, so that a config.json no model can have is one error line."""
+        if self.features % self.num_heads:
+            raise ValueError(f"features ({self.features}) must be a multiple of num_heads")
+        return self
 
 
 class LossConfig(BaseModel):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,11 +54,16 @@ def evaluate(
 
 
 def compare(
-    model: str, db: Path, cases: Sequence[Case], n: int = 500, baselines: bool = False
+    model: str,
+    db: Path,
+    cases: Sequence[Case],
+    n: int = 500,
+    baselines: bool = False,
+    on_notice: Callable[[str], None] | None = None,
 ) -> dict[str, Result]:
     """`model` (anything `recommenders.load` accepts) on the cases, and with `baselines`
     every baseline it is not (and a ranker's own transformer run), on the same cases:
-    recommender name -> result."""
+    recommender name -> result. `on_notice` hears of damaged checkpoints passed over."""
     artist_of = artists(db)
     names = [model]
     if baselines:
@@ -68,7 +73,7 @@ def compare(
         names += [b for b in BASELINES if b != model]
     results = {}
     for name in names:
-        recommender = load(name, db)
+        recommender = load(name, db, on_notice)
         results[recommender.name] = evaluate(recommender, cases, artist_of, n)
     return results
 

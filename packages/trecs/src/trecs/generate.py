@@ -98,6 +98,22 @@ class Settings:
     seed: int = 0
 
 
+@jax.jit
+def _score(table, bias, hidden, banned, temperature):
+    """Logits of every row, -inf where `banned` (a mask: one shape for the whole
+    playlist, so one compilation however many tracks are picked)."""
+    logits = (table @ hidden + bias) / temperature
+    return jnp.where(banned, -jnp.inf, logits)
+
+
+@jax.jit
+def _ban(banned: jax.Array, token: jax.Array) -> jax.Array:
+    return banned.at[token].set(True)
+
+
+_top_k = jax.jit(top_k, static_argnums=1)
+
+
 class Generator:
     """Continues playlists of tokens with a trained model (see `trecs.checkpoints`)."""
 
@@ -113,7 +129,7 @@ class Generator:
         self.model = model
         self.table = table
         self.bias = jnp.zeros(table.shape[0]) if bias is None else bias
-        vocab_size = vocab_size or table.shape[0]
+        self.vocab_size = vocab_size or table.shape[0]
         self.context = model.config.context
         graphdef, params = nnx.split(model)
 
@@ -125,18 +141,9 @@ class Generator:
         def title_vector(params, hashed):
             return nnx.merge(graphdef, params).title_vector(hashed[None])[0]
 
-        @jax.jit
-        def score(table, bias, hidden, banned, temperature):
-            logits = (table @ hidden + bias) / temperature
-            logits = jnp.where(jnp.arange(logits.shape[0]) < vocab_size, logits, -jnp.inf)
-            logits = logits.at[banned].set(-jnp.inf, mode="drop")
-            return logits
-
         self._params = params
         self._step = step
         self._title_vector = title_vector
-        self._score = score
-        self._top_k = jax.jit(top_k, static_argnums=1)
 
     def _advance(self, token: int) -> jax.Array:
         """Feed one token at the next window position; the readout of the window so far
@@ -164,6 +171,13 @@ class Generator:
             hidden = self._advance(token)
         return hidden
 
+    def _banned(self, tokens: list[int]) -> jax.Array:
+        """The mask of rows never picked: `tokens` and the padding beyond the vocabulary."""
+        rows = self.table.shape[0]
+        banned = np.arange(rows) >= self.vocab_size
+        banned[[t for t in tokens if 0 <= t < rows]] = True
+        return jnp.asarray(banned)
+
     def continue_playlist(
         self, seeds: Sequence[int], settings: Settings, title: str | None = None
     ) -> list[int]:
@@ -183,12 +197,12 @@ class Generator:
         window = history[-self.context :]
         hidden = self._feed(window)
         rng = np.random.default_rng(settings.seed)
-        banned = {START, UNK, *seeds} | (set() if settings.allow_eop else {EOP})
+        banned = self._banned([START, UNK, *seeds, *([] if settings.allow_eop else [EOP])])
+        k = min(1 if settings.greedy else settings.top_k, self.table.shape[0])
         picks: list[int] = []
         while len(picks) < settings.length:
-            banned_array = jnp.asarray(sorted(banned), jnp.int32)
-            scores = self._score(self.table, self.bias, hidden, banned_array, settings.temperature)
-            values, rows = self._top_k(scores, 1 if settings.greedy else settings.top_k)
+            scores = _score(self.table, self.bias, hidden, banned, settings.temperature)
+            values, rows = _top_k(scores, k)
             values, rows = np.asarray(values, np.float64), np.asarray(rows)
             allowed = np.isfinite(values)
             if not allowed.any():
@@ -201,7 +215,7 @@ class Generator:
             if token == EOP:
                 break
             picks.append(token)
-            banned.add(token)
+            banned = _ban(banned, jnp.int32(token))
             history.append(token)
             if self._length == self.context:  # window full: restart on its recent half
                 hidden = self._feed(history[-(self.context // 2) :])
@@ -233,9 +247,10 @@ def continue_from_run(
         from trecs.ranker import load_ranker
         from trecs.recommenders import Query
 
-        ranker = load_ranker(run_dir, db)
+        notices: list[str] = []
+        ranker = load_ranker(run_dir, db, notices.append)
         seeds = resolve(ranker.db, queries)
-        notices = [
+        notices += [
             f"{s.label}: not in the ranker's database, left out"
             for s in seeds
             if s.track_id is None
@@ -250,11 +265,12 @@ def continue_from_run(
 
     from trecs.checkpoints import load_run
 
-    trained = load_run(run_dir)
+    notices = []
+    trained = load_run(run_dir, notices.append)
     db = db or trained.config.db
     seeds = resolve(db, queries)
     token_of = trained.vocab.token_of()
-    notices, tokens = [], []
+    tokens = []
     for seed in seeds:
         known = seed.track_id is not None and seed.track_id < len(token_of)
         token = int(token_of[seed.track_id]) if known else UNK
@@ -263,10 +279,22 @@ def continue_from_run(
         tokens.append(token)
     if title is not None and not trained.config.model.title_buckets:
         notices.append(f"{run_dir} was trained without titles: --title is ignored")
+    notices += _bounds(settings, len(trained.vocab) - NUM_SPECIAL - len(set(tokens) - {UNK}))
     generator = Generator(trained.model, trained.table, len(trained.vocab), trained.bias)
     picks = generator.continue_playlist(tokens, settings, title)
     ids = [int(trained.vocab.track_ids[t - NUM_SPECIAL]) for t in picks]
     return Continuation(seeds, notices, describe(db, ids))
+
+
+def _bounds(settings: Settings, available: int) -> list[str]:
+    """Notices for a length or top k beyond the tracks there are to pick: generation
+    stops when none is left, and samples among all of them."""
+    notices = []
+    if settings.length > available:
+        notices.append(f"--length {settings.length:,}: only {available:,} tracks can be added")
+    if settings.top_k > available and not settings.greedy:
+        notices.append(f"--top-k {settings.top_k:,}: sampling among all {available:,} tracks")
+    return notices
 
 
 def describe(db: Path, ids: list[int]) -> list[dict]:

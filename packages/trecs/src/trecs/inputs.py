@@ -123,4 +123,3 @@ def check_output(path: Path, inputs: Iterable[Path], force: bool) -> None:
         raise UserError(f"{path}: is a folder")
     if path.exists() and not force:
         raise UserError(f"{path}: already exists (pass --force to replace it)")
-

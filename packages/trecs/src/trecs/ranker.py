@@ -440,9 +440,11 @@ def train_ranker(
     threads: int = 4,
     force: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> dict:
     """Train the ranker on challenge cases of the valid split and write OUT_DIR
-    (ranker.json, model.txt) atomically. Returns the report `ranker.json` keeps."""
+    (ranker.json, model.txt) atomically. Returns the report `ranker.json` keeps.
+    `on_notice` hears of damaged checkpoints of the run passed over."""
     import lightgbm as lgb
 
     from trecs.challenge import make_cases
@@ -451,7 +453,7 @@ def train_ranker(
 
     if out_dir.exists() and not force:
         raise UserError(f"{out_dir}: already exists (--force replaces it)")
-    trained = load_run(run_dir)
+    trained = load_run(run_dir, on_notice)
     db = Path(db or trained.config.db)
     generators = Generators(db, trained, settings)
     rng = np.random.default_rng(seed)
@@ -606,9 +608,12 @@ META_FILE = "ranker.json"
 MODEL_FILE = "model.txt"
 
 
-def load_ranker(path: Path, db: Path | None = None) -> Ranker:
+def load_ranker(
+    path: Path, db: Path | None = None, on_notice: Callable[[str], None] | None = None
+) -> Ranker:
     """A ranker directory from `train_ranker`, answering in `db`'s ids (default: the
-    database it was trained on, which `db` must share its train split with)."""
+    database it was trained on, which `db` must share its train split with); `on_notice`
+    hears of damaged checkpoints of its run passed over."""
     import lightgbm as lgb
 
     from trecs.checkpoints import load_run
@@ -629,12 +634,16 @@ def load_ranker(path: Path, db: Path | None = None) -> Ranker:
             f"{db}: not the train split the ranker {path} was trained on ({meta['db']})"
         )
     run_dir = Path(meta["run"])
-    trained = load_run(run_dir)
+    notices: list[str] = []
+    trained = load_run(run_dir, notices.append)
     if trained.step != meta["run_step"]:
         raise UserError(
             f"{run_dir}: the run is at step {trained.step}, the ranker {path} was trained "
             f"with step {meta['run_step']} (train the ranker again)"
         )
+    if on_notice is not None:  # only now: a notice never precedes an error line
+        for notice in notices:
+            on_notice(notice)
     settings = meta["generators"]
     generators = Generators(
         db, trained, Settings(**{**settings, "weights": tuple(settings["weights"])})

@@ -129,12 +129,15 @@ def baseline(name: str, db: Path) -> TokenRecommender:
     )
 
 
-def transformer(run_dir: Path, db: Path | None = None) -> TokenRecommender:
-    """A trained transformer run, answering in the ids of `db` (default: the run's)."""
+def transformer(
+    run_dir: Path, db: Path | None = None, on_notice: Callable[[str], None] | None = None
+) -> TokenRecommender:
+    """A trained transformer run, answering in the ids of `db` (default: the run's);
+    `on_notice` hears of damaged checkpoints passed over."""
     from trecs.checkpoints import load_run
     from trecs.recommend import Recommender as Scorer
 
-    trained = load_run(run_dir)
+    trained = load_run(run_dir, on_notice)
     scorer = Scorer(trained.model, trained.table, len(trained.vocab), trained.bias)
     return TokenRecommender(
         run_dir.name,
@@ -144,8 +147,11 @@ def transformer(run_dir: Path, db: Path | None = None) -> TokenRecommender:
     )
 
 
-def load(model: str, db: Path | None = None) -> Recommender:
-    """A baseline by name (needs `db`), a transformer run or a two-stage ranker directory."""
+def load(
+    model: str, db: Path | None = None, on_notice: Callable[[str], None] | None = None
+) -> Recommender:
+    """A baseline by name (needs `db`), a transformer run or a two-stage ranker directory;
+    `on_notice` hears of damaged checkpoints passed over."""
     if model in BASELINES:
         if db is None:
             raise UserError(f"{model}: a baseline needs --db, the database to fit it on")
@@ -156,7 +162,7 @@ def load(model: str, db: Path | None = None) -> Recommender:
     if (path / "ranker.json").is_file():
         from trecs.ranker import load_ranker
 
-        return load_ranker(path, db)
+        return load_ranker(path, db, on_notice)
     if (path / "config.json").is_file():
-        return transformer(path, db)
+        return transformer(path, db, on_notice)
     raise UserError(f"{model}: not a trecs run or ranker directory (no config.json or ranker.json)")

@@ -33,20 +33,16 @@ from trecs.vocab import Vocabulary, build_vocabulary
 
 
 def prepare_run(run_dir: Path, config: TrainConfig, resume: bool) -> tuple[TrainConfig, Vocabulary]:
-    """Check the run directory and database; build or load the vocabulary; save the config."""
-    config_path = run_dir / "config.json"
+    """Check the run directory and database; build or load the vocabulary. A new run
+    saves its config here; a resumed one only once its checkpoint has restored
+    (`save_config`), so that a failed resume leaves the run as it was."""
     if resume:
-        if not config_path.is_file():
-            raise UserError(f"{run_dir}: nothing to resume (no config.json)")
-        saved = load_saved(config_path)
-        mismatch = _first_difference(saved.fixed(), config.fixed())
-        if mismatch:
-            raise UserError(f"{run_dir}: {mismatch} differs from the run's saved config.json")
+        _check_resumable(run_dir, config)
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir}: already exists (use --resume to continue it)")
     connect(config.db).close()
     vocab_path = run_dir / "vocab.npz"
-    if resume and vocab_path.is_file():
+    if resume:
         vocab = Vocabulary.load(vocab_path)
     else:
         vocab = build_vocabulary(config.db)
@@ -60,8 +56,24 @@ def prepare_run(run_dir: Path, config: TrainConfig, resume: bool) -> tuple[Train
     config = config.model_copy(
         update={"model": config.model.model_copy(update={"num_tracks": num_rows})}
     )
-    _write_atomically(config_path, config.model_dump_json(indent=2))
+    if not resume:
+        save_config(run_dir, config)
     return config, vocab
+
+
+def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
+    """The run exists and `config` agrees with it on what its checkpoints depend on."""
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise UserError(f"{run_dir}: nothing to resume (no config.json)")
+    saved = load_saved(config_path)
+    mismatch = _first_difference(saved.fixed(), config.fixed())
+    if mismatch:
+        raise UserError(f"{run_dir}: {mismatch} differs from the run's saved config.json")
+
+
+def save_config(run_dir: Path, config: TrainConfig) -> None:
+    _write_atomically(run_dir / "config.json", config.model_dump_json(indent=2))
 
 
 def _first_difference(saved: dict, given: dict, prefix: str = "") -> str | None:
@@ -88,8 +100,10 @@ def train(
     *,
     resume: bool = False,
     on_log: Callable[[dict], None] | None = None,
+    on_notice: checkpoints.Notice | None = None,
 ) -> dict:
-    """Train (or resume) the run in `run_dir`; returns the last logged metrics."""
+    """Train (or resume) the run in `run_dir`; returns the last logged metrics.
+    `on_notice` hears of damaged checkpoints a resume passed over."""
     config, vocab = prepare_run(run_dir, config, resume)
     num_rows = config.model.num_tracks
     parallel = DataParallel(config.batch_size)
@@ -133,11 +147,12 @@ def train(
 
     saver = checkpoints.manager(run_dir, config.keep_checkpoints)
     start = 0
-    if resume and saver.latest_step() is not None:
-        start = saver.latest_step()
-        state = checkpoints.restore(saver, start, state, iterator)
+    if resume and saver.all_steps():
+        start, state = _resume(run_dir, saver, state, iterator, on_notice)
     elif config.table_init == "svd":
         state = _svd_table(state, config, token_of, len(vocab))
+    if resume:
+        save_config(run_dir, config)
     state = parallel.place(state, config.shard_table)
     log = _Log(run_dir, start, config.batch_size, on_log)
 
@@ -184,6 +199,25 @@ def train(
         saver.close()
         log.close()
     return last
+
+
+def _resume(
+    run_dir: Path, saver, like: TrainState, iterator, on_notice: checkpoints.Notice | None
+) -> tuple[int, TrainState]:
+    """The newest checkpoint that restores, state and data position; damaged newer ones
+    are set aside so that their steps can be saved again."""
+    try:
+        start, state, damaged = checkpoints.restore_newest(
+            run_dir,
+            saver,
+            lambda step: checkpoints.restore(saver, step, like, iterator),
+            on_notice,
+        )
+    except UserError:
+        saver.close()
+        raise
+    checkpoints.set_aside(run_dir, saver, damaged, on_notice)
+    return start, state
 
 
 def _svd_table(

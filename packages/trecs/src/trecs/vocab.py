@@ -7,6 +7,7 @@ popularity, so token 3 is the most played track. Counts are kept for the logq sa
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,11 +41,25 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: Path) -> Vocabulary:
+        """A saved vocabulary; a truncated, garbled or foreign file is a UserError."""
         try:
             with np.load(path) as data:
-                return cls(data["track_ids"], data["counts"])
-        except (OSError, KeyError, ValueError) as exc:
+                vocab = cls(data["track_ids"], data["counts"])
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise UserError(f"{path}: not a trecs vocabulary ({exc})") from None
+        if not vocab._well_formed():
+            raise UserError(f"{path}: not a trecs vocabulary (wrong array types or sizes)")
+        return vocab
+
+    def _well_formed(self) -> bool:
+        ids, counts = self.track_ids, self.counts
+        return (
+            ids.ndim == 1
+            and counts.shape == (len(self),)
+            and ids.dtype.kind in "iu"
+            and counts.dtype.kind in "iu"
+            and ids.min(initial=0) >= 0
+        )
 
 
 def build_vocabulary(db: Path) -> Vocabulary:

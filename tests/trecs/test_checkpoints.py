@@ -1,0 +1,204 @@
+"""Damaged and foreign runs: every load falls back to the newest checkpoint that restores,
+says so, and a run nothing restores from is one error line with every file unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from trecs.build_db import build_database
+from trecs.checkpoints import load_run
+from trecs.config import ModelConfig, TrainConfig
+from trecs.errors import UserError
+from trecs.train import train
+
+TINY = ModelConfig(num_layers=1, num_heads=2, features=16, hidden=32, context=10)
+
+
+def tiny(db: Path, **overrides) -> TrainConfig:
+    settings = {
+        "db": db,
+        "model": TINY,
+        "batch_size": 8,
+        "num_steps": 20,
+        "log_every": 5,
+        "eval_every": 10,
+        "eval_batches": 2,
+        "checkpoint_every": 10,
+        "data_workers": 0,
+        "loss": {"name": "logq", "num_negatives": 64},
+    }
+    return TrainConfig.model_validate({**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def db(mpd_dir, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("checkpoints") / "mpd.db"
+    build_database(path, [mpd_dir], workers=1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(db, tmp_path_factory) -> Path:
+    """A finished run with checkpoints 10 and 20; tests damage copies of it."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    train(run, tiny(db))
+    return run
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+def damage(checkpoint: Path) -> None:
+    """Truncate every file of a checkpoint's state to half its size, as a full disk or
+    an interrupted copy leaves it."""
+    for path in (checkpoint / "state").rglob("*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def garble(checkpoint: Path) -> None:
+    """Flip bits in the largest array file of a checkpoint, keeping its size."""
+    path = max((checkpoint / "state").rglob("d/*"), key=lambda p: p.stat().st_size)
+    data = bytearray(path.read_bytes())
+    data[::7] = bytes(b ^ 0x5A for b in data[::7])
+    path.write_bytes(bytes(data))
+
+
+def hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def leaves(run: Path, step: int) -> list[np.ndarray]:
+    return jax.tree.leaves(
+        ocp.StandardCheckpointer().restore((run / f"checkpoints/{step}/state").resolve())
+    )
+
+
+@pytest.mark.parametrize("spoil", [damage, garble])
+def test_a_damaged_newest_checkpoint_loads_the_one_before(run, spoil):
+    spoil(run / "checkpoints/20")
+    notices: list[str] = []
+    assert load_run(run, notices.append).step == 10
+    assert len(notices) == 1 and "checkpoint 20" in notices[0] and "step 10" in notices[0]
+    assert "\n" not in notices[0]
+
+
+def test_no_checkpoint_that_restores_is_a_user_error(run):
+    damage(run / "checkpoints/10")
+    damage(run / "checkpoints/20")
+    with pytest.raises(UserError, match="no checkpoint restores"):
+        load_run(run)
+
+
+def test_generate_and_evaluate_fall_back_with_a_notice(cli, run, db):
+    garble(run / "checkpoints/20")
+    before = hashes(run)
+    result = cli("generate", run, "--length", 3, "--format", "json")
+    assert result.code == 0, result.err
+    assert len(result.json()["tracks"]) == 3
+    assert "notice:" in result.err and "using step 10" in result.err
+    evaluated = cli("evaluate", run, "--db", db, "--num-playlists", 10, "--n", 10, "--json")
+    assert evaluated.code == 0, evaluated.err
+    assert "using step 10" in evaluated.err
+    assert hashes(run) == before  # loading for inference changes nothing
+
+
+def test_a_resume_nothing_restores_from_changes_nothing(cli, run):
+    damage(run / "checkpoints/10")
+    damage(run / "checkpoints/20")
+    before = hashes(run)
+    cli("train", run, "--resume", "--num-steps", 30).assert_error("no checkpoint restores")
+    assert hashes(run) == before
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        ["checkpoints", "config.json", "metrics.jsonl", "tensorboard", "vocab.npz"]
+    )
+
+
+def test_a_resume_falls_back_and_continues_exactly(db, tmp_path):
+    """Newest checkpoint damaged: the resume starts from the one before, sets the damaged
+    one aside, and ends where an uninterrupted run ends."""
+    train(tmp_path / "straight", tiny(db))
+    run = tmp_path / "resumed"
+    train(run, tiny(db))
+    damage(run / "checkpoints/20")
+    notices: list[str] = []
+    train(run, tiny(db), resume=True, on_notice=notices.append)
+    assert len(notices) == 2 and "using step 10" in notices[0]
+    assert "damaged checkpoint 20 moved to" in notices[1]
+    for a, b in zip(leaves(tmp_path / "straight", 20), leaves(run, 20), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [p.name.split(".")[0] for p in (run / "damaged-checkpoints").iterdir()] == ["20"]
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20]
+
+
+def truncate_config(run: Path) -> None:
+    path = run / "config.json"
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def mistype_config(run: Path) -> None:
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["num_layers"] = "two"
+    (run / "config.json").write_text(json.dumps(config))
+
+
+def impossible_config(run: Path) -> None:
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["num_heads"] = 3  # 16 features do not split into 3 heads
+    (run / "config.json").write_text(json.dumps(config))
+
+
+def list_config(run: Path) -> None:
+    (run / "config.json").write_text("[1, 2, 3]")
+
+
+def truncate_vocab(run: Path) -> None:
+    path = run / "vocab.npz"
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def foreign_vocab(run: Path) -> None:
+    np.savez(run / "vocab.npz", track_ids=np.array([[1.5]]), counts=np.array(["x"]))
+
+
+def not_a_run(run: Path) -> None:
+    for path in ("config.json", "vocab.npz"):
+        (run / path).unlink()
+
+
+BROKEN = [
+    truncate_config,
+    mistype_config,
+    impossible_config,
+    list_config,
+    truncate_vocab,
+    foreign_vocab,
+    not_a_run,
+]
+
+
+@pytest.mark.parametrize("spoil", BROKEN)
+def test_a_damaged_or_foreign_run_is_one_error_line(cli, run, db, spoil):
+    spoil(run)
+    before = hashes(run)
+    cli("generate", run, "--length", 3).assert_error(str(run))
+    cli("evaluate", run, "--db", db, "--num-playlists", 10, "--n", 10).assert_error(str(run))
+    cli("train", run, "--resume", "--db", db).assert_error(str(run))
+    assert hashes(run) == before
