@@ -15,6 +15,22 @@ from trecs.synth import synth_mpd
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def _load_tiny_runs() -> None:
+    """tests/trecs/tiny_runs.py as module `tiny_runs`, importable by test files."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "tiny_runs", Path(__file__).with_name("tiny_runs.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tiny_runs"] = module
+    spec.loader.exec_module(module)
+
+
+_load_tiny_runs()
+
+
 @dataclass
 class Result:
     code: int

@@ -8,34 +8,14 @@ import json
 import shutil
 from pathlib import Path
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
+from tiny_runs import leaves, tiny
 
 from trecs.build_db import build_database
 from trecs.checkpoints import load_run
-from trecs.config import ModelConfig, TrainConfig
 from trecs.errors import UserError
 from trecs.train import train
-
-TINY = ModelConfig(num_layers=1, num_heads=2, features=16, hidden=32, context=10)
-
-
-def tiny(db: Path, **overrides) -> TrainConfig:
-    settings = {
-        "db": db,
-        "model": TINY,
-        "batch_size": 8,
-        "num_steps": 20,
-        "log_every": 5,
-        "eval_every": 10,
-        "eval_batches": 2,
-        "checkpoint_every": 10,
-        "data_workers": 0,
-        "loss": {"name": "logq", "num_negatives": 64},
-    }
-    return TrainConfig.model_validate({**settings, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +62,6 @@ def hashes(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-def leaves(run: Path, step: int) -> list[np.ndarray]:
-    return jax.tree.leaves(
-        ocp.StandardCheckpointer().restore((run / f"checkpoints/{step}/state").resolve())
-    )
 
 
 @pytest.mark.parametrize("spoil", [damage, garble])

@@ -10,22 +10,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 import scipy.sparse as sp
+from tiny_runs import TINY, leaves, tiny
 
 from trecs.baselines import playlist_matrix
 from trecs.build_db import build_database
 from trecs.checkpoints import load_run
-from trecs.config import EOP, NUM_SPECIAL, START, UNK, ModelConfig, TrainConfig
+from trecs.config import EOP, NUM_SPECIAL, START, UNK, TrainConfig
 from trecs.data import PlaylistSource, TitledSource, Windows, loader, split_matrix, title_tokens
 from trecs.model import svd_vectors
 from trecs.train import train
 from trecs.vocab import build_vocabulary
-
-TINY = ModelConfig(num_layers=1, num_heads=2, features=16, hidden=32, context=10)
 
 
 @pytest.fixture(scope="module")
@@ -33,28 +30,6 @@ def db(mpd_dir, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("train") / "mpd.db"
     build_database(path, [mpd_dir], workers=1)  # in-process: JAX is loaded here
     return path
-
-
-def tiny(db: Path, **overrides) -> TrainConfig:
-    settings = {
-        "db": db,
-        "model": TINY,
-        "batch_size": 8,
-        "num_steps": 20,
-        "log_every": 5,
-        "eval_every": 10,
-        "eval_batches": 2,
-        "checkpoint_every": 10,
-        "data_workers": 0,
-        "loss": {"name": "logq", "num_negatives": 64},
-    }
-    return TrainConfig.model_validate({**settings, **overrides})
-
-
-def leaves(run: Path, step: int) -> list[np.ndarray]:
-    return jax.tree.leaves(
-        ocp.StandardCheckpointer().restore((run / f"checkpoints/{step}/state").resolve())
-    )
 
 
 def test_run_writes_logs_checkpoints_and_config(db, tmp_path):
@@ -278,7 +253,7 @@ def test_grain_workers_give_the_same_batches(db):
 
 def test_readme_quality_config_loads():
     """The README's reproduce command trains from configs/trecs-q50k.toml."""
-    from trecs.config import TrainConfig, load_toml
+    from trecs.config import load_toml
 
     path = Path(__file__).parents[2] / "configs" / "trecs-q50k.toml"
     config = load_toml(path, TrainConfig)
