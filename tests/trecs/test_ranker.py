@@ -74,9 +74,9 @@ def test_candidates_exclude_seeds_and_hold_each_generators_top(db, run, generato
     batch = generators.batch(queries)
     tokens = [generators.tokens(q.seeds) for q in queries]
     own = {
-        "cooccurrence": generators.cooccurrence.scores(tokens),
-        "playlist_knn": generators.knn.scores(tokens),
-        "title": generators.title.scores([q.title for q in queries]),
+        "cooccurrence": generators.cooccurrence.scores(tokens).toarray(),
+        "playlist_knn": generators.knn.scores(tokens).toarray(),
+        "title": generators.title.scores([q.title for q in queries]).toarray(),
     }
     alone = transformer(run, db).recommend(queries, 1)
     for row in range(len(queries)):
@@ -130,7 +130,7 @@ def test_features_of_a_hand_built_case(db, run, generators):
     np.testing.assert_allclose(
         column["log_track_popularity"], np.log1p(vocab.counts[batch.token]), rtol=1e-6
     )
-    cooccurrence = generators.cooccurrence.scores([generators.tokens(seeds)])[0]
+    cooccurrence = generators.cooccurrence.scores([generators.tokens(seeds)]).toarray()[0]
     np.testing.assert_allclose(column["cooccurrence_score"], cooccurrence[batch.token], rtol=1e-5)
     top = generators.token_of[transformer(run, db).recommend([query], 1)[0][0]]
     assert column["transformer_rank"][batch.token == top] == 0

@@ -64,7 +64,7 @@ def _playlists() -> tuple[list[str], sp.csr_matrix, np.ndarray]:
 
 def test_known_titles_count_their_playlists():
     model = TitleModel(*_playlists(), power=4.0)
-    scores = model.scores(["Rock!"])[0]
+    scores = model.scores(["Rock!"]).toarray()[0]
     assert scores[3] > scores[8] > 0  # "rock" itself first, "classic rock" backs it up
     assert scores[5] == scores[6] == 0  # nothing of the party playlists
     assert model.scores([None]).sum() == 0  # no title, no evidence
@@ -72,7 +72,7 @@ def test_known_titles_count_their_playlists():
 
 def test_unseen_titles_back_off_to_similar_ones():
     model = TitleModel(*_playlists())
-    scores = model.scores(["Party Time"])[0]
+    scores = model.scores(["Party Time"]).toarray()[0]
     assert scores[5] > 0 and scores[6] > scores[3]
     recs = model.recommend([[6]], ["party time"], 4)[0].tolist()
     assert recs[0] == 5 and 6 not in recs  # seeds never come back
@@ -110,3 +110,19 @@ def test_evaluate_title_baseline(cli, db):
     )
     assert result.code == 0, result.err
     assert result.json()["metrics"]["title"]["all"]["ndcg"]["mean"] > 0
+
+
+def test_a_title_keeps_its_most_counted_tracks_and_values_blend_popularity():
+    keys, matrix, counts = _playlists()
+    full, cut = (
+        TitleModel(keys, matrix, counts),
+        TitleModel(keys, matrix, counts, tracks_per_title=1),
+    )
+    assert (np.diff(cut.title_tracks.indptr) <= 1).all()
+    assert cut.title_tracks.sum() > 0 and full.title_tracks.nnz > cut.title_tracks.nnz
+    evidence = full.scores(["rock", None])
+    values, best = full.values(evidence)
+    assert best[1] == 0 and values[1].nnz == 0
+    row = evidence.toarray()[0]
+    expected = row / row.max() + full.prior * full.popularity
+    np.testing.assert_allclose(values.toarray()[0][row > 0], expected[row > 0], rtol=1e-6)

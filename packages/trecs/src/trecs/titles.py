@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from trecs.baselines import PAD
+from trecs.baselines import PAD, top_per_row
 from trecs.config import NUM_SPECIAL
 from trecs.db import connect
 
@@ -56,24 +56,6 @@ def _features(key: str) -> list[str]:
     return [f"w:{w}" for w in words] + [padded[i : i + 3] for i in range(len(padded) - 2)]
 
 
-def _top_rows(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Each row of a sparse matrix cut to its k largest entries."""
-    rows, cols, values = [], [], []
-    for row in range(matrix.shape[0]):
-        start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        data, index = matrix.data[start:end], matrix.indices[start:end]
-        if len(data) > k:
-            keep = np.argpartition(-data, k - 1)[:k]
-            data, index = data[keep], index[keep]
-        rows.append(np.full(len(data), row))
-        cols.append(index)
-        values.append(data)
-    return sp.csr_matrix(
-        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-        shape=matrix.shape,
-    )
-
-
 class TitleModel:
     """Track counts per normalised train title, with similar-title backoff."""
 
@@ -85,11 +67,13 @@ class TitleModel:
         neighbours: int = 100,
         power: float = 1.0,
         prior: float = 0.3,
+        tracks_per_title: int = 5000,
     ) -> None:
         """`keys[i]`: the title key of training playlist i, `matrix` its row of tokens
         (playlists x tokens, binary), `counts` the train count of every token. The
         defaults were chosen on the valid split of 2,000 real MPD playlists (categories
-        1-3, see README)."""
+        1-3, see README). `tracks_per_title`: a title keeps its most counted tracks only
+        (on the MPD "country" names 10k playlists; what they hold once says little)."""
         self.titles = sorted(set(keys) - {""})
         index = {key: i for i, key in enumerate(self.titles)}
         rows = np.array([index.get(key, -1) for key in keys])
@@ -98,7 +82,7 @@ class TitleModel:
             (np.ones(known.sum(), np.float32), (rows[known], np.flatnonzero(known))),
             shape=(len(self.titles), len(keys)),
         )
-        self.title_tracks = (owner @ matrix.astype(np.float32)).tocsr()  # titles x tokens
+        self.title_tracks = top_per_row(owner @ matrix.astype(np.float32), tracks_per_title)
         self.num_tokens = matrix.shape[1]
         self.neighbours = neighbours
         self.power = power
@@ -164,21 +148,27 @@ class TitleModel:
         similarity = (
             self._query_vectors([title_key(t) for t in titles]) @ self.title_vectors.T
         ).tocsr()
-        similarity = _top_rows(similarity, self.neighbours)
+        similarity = top_per_row(similarity, self.neighbours)
         similarity.data = np.minimum(similarity.data, 1.0) ** self.power
         return similarity
 
-    def scores(self, titles: Sequence[str | None]) -> np.ndarray:
-        """(len(titles), tokens) float32: similarity-weighted playlist counts of every
-        token under the similar known titles; 0 where the title says nothing."""
-        return (self.similar(titles) @ self.title_tracks).toarray()
+    def scores(self, titles: Sequence[str | None]) -> sp.csr_matrix:
+        """(len(titles), tokens) sparse float32: similarity-weighted playlist counts of
+        the tokens under the similar known titles; no entry where the title says nothing."""
+        return (self.similar(titles) @ self.title_tracks).tocsr()
 
-    def _blend(self, evidence: np.ndarray, best, tokens) -> np.ndarray:
+    def value(self, evidence: np.ndarray, best: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """What `recommend` ranks by: a token's evidence (from `scores`) relative to its
+        query's `best` evidence, plus `prior` times its relative popularity."""
         return evidence / np.maximum(best, 1e-12) + self.prior * self.popularity[tokens]
 
-    def value(self, evidence: np.ndarray) -> np.ndarray:
-        """(rows, tokens) `scores` -> what `recommend` ranks by, for every token."""
-        return self._blend(evidence, evidence.max(axis=1, keepdims=True), slice(None))
+    def values(self, evidence: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
+        """`value` at every entry of a `scores` matrix, and each row's best evidence."""
+        best = evidence.max(axis=1).toarray().ravel()
+        rows = np.repeat(np.arange(evidence.shape[0]), np.diff(evidence.indptr))
+        values = evidence.copy()
+        values.data = self.value(evidence.data, best[rows], evidence.indices).astype(np.float32)
+        return values, best
 
     def recommend(
         self, seeds: Sequence[Sequence[int]], titles: Sequence[str | None], n: int
@@ -190,13 +180,19 @@ class TitleModel:
         out = np.full((len(titles), n), PAD, np.int64)
         for start in range(0, len(titles), 32):
             scores = self.scores(titles[start : start + 32])
-            for row, evidence in enumerate(scores):
+            for row in range(scores.shape[0]):
+                part = slice(scores.indptr[row], scores.indptr[row + 1])
+                tokens, evidence = scores.indices[part], scores.data[part]
                 seed = np.asarray(seeds[start + row], np.int64)
                 # Only tracks with evidence and the most popular ones can make the top n.
-                popular = np.arange(NUM_SPECIAL, min(NUM_SPECIAL + n + len(seed), len(evidence)))
-                pool = np.union1d(np.flatnonzero(evidence > 0), popular)
+                popular = np.arange(NUM_SPECIAL, min(NUM_SPECIAL + n + len(seed), self.num_tokens))
+                pool = np.union1d(tokens[evidence > 0], popular)
                 pool = pool[~np.isin(pool, seed)]
-                value = self._blend(evidence[pool], float(evidence.max()), pool)
+                found = np.zeros(len(pool), np.float32)
+                at = np.searchsorted(pool, tokens)
+                hit = (at < len(pool)) & (pool[np.minimum(at, len(pool) - 1)] == tokens)
+                found[at[hit]] = evidence[hit]
+                value = self.value(found, evidence.max(initial=0.0), pool)
                 best = pool[np.lexsort((pool, -value))[:n]]  # tokens run from most played
                 out[start + row, : len(best)] = best
         return out
