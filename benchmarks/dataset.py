@@ -54,12 +54,15 @@ from pressedplay.loader import make_loader
 def cpu_now():  # CPU seconds so far of this process and its live workers (Linux /proc)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     total = usage.ru_utime + usage.ru_stime
+    pids = loader.worker_pids()
+    if pids is None:
+        return None
     try:
-        for worker in loader._iterator._workers:
-            with open(f"/proc/{worker.pid}/stat") as handle:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (AttributeError, OSError):
+    except OSError:
         return None
     return total
 

@@ -23,7 +23,7 @@ def main() -> None:
     from flax import nnx
 
     from trecs.config import ModelConfig
-    from trecs.generate import Generator, Settings
+    from trecs.generate import Generator, Settings, empty_cache
     from trecs.model import PlaylistTransformer, init_table
 
     config = ModelConfig(num_tracks=NUM_ROWS)
@@ -37,18 +37,16 @@ def main() -> None:
         generator.continue_playlist(seeds, Settings(length=50, seed=seed))
         times.append(time.perf_counter() - start)
     hidden = jnp.ones(config.features)
-    banned = jnp.array([1, 2], jnp.int32)
+    banned = jnp.zeros(NUM_ROWS, bool).at[jnp.array([1, 2])].set(True)
     start = time.perf_counter()
     for _ in range(20):
-        values, _ = generator._top_k(generator._score(generator.table, hidden, banned, 1.0), 20)
+        values, _ = generator.best(hidden, banned, 20)
         values.block_until_ready()
     score_ms = (time.perf_counter() - start) / 20 * 1000
-    cache = generator._cache
+    cache, title = empty_cache(model), jnp.zeros(config.features)
     start = time.perf_counter()
     for _ in range(20):
-        cache, h = generator._step(
-            generator._params, generator.table, cache, jnp.int32(5), jnp.int32(3)
-        )
+        cache, h = generator.step(cache, 5, 3, title)
         h.block_until_ready()
     step_ms = (time.perf_counter() - start) / 20 * 1000
     median = statistics.median(times)

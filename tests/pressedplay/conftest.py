@@ -47,6 +47,23 @@ def _load_fake_spotify():
 _fake_spotify = _load_fake_spotify()
 
 
+@pytest.fixture(autouse=True)
+def default_catalog_unreachable(monkeypatch):
+    """The default catalog is fetched on first use; in tests never from the internet, but
+    from a port that refuses connections unless a test points the URL at its own server."""
+    import socket
+
+    from pressedplay import catalog
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound but not listening: connections are refused
+        port = closed.getsockname()[1]
+        monkeypatch.setattr(
+            catalog, "TIDYTUESDAY_URL", f"http://127.0.0.1:{port}/spotify_songs.csv"
+        )
+        yield
+
+
 @pytest.fixture
 def fake_spotify():
     """A local fake Spotify Web API on 127.0.0.1 with five playlists of user "alice"."""
@@ -81,7 +98,7 @@ def picture(tmp_path):
 def spotify_login(fake_spotify, monkeypatch, tmp_path):
     """Credentials and the fake's URLs in the environment, a login in the token cache of a
     fresh PRESSEDPLAY_HOME: what a user has after their first `--spotify` login."""
-    from pressedplay.spotify import token_cache_path
+    from pressedplay.spotify_account import token_cache_path
 
     monkeypatch.chdir(tmp_path)  # no .env of the developer's
     monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))

@@ -494,6 +494,87 @@ def test_download_http_errors_and_bad_urls_are_user_errors(home: Path, server: S
     assert leftovers(home) == []
 
 
+# the default catalog, fetched on first use
+
+
+@pytest.fixture
+def default_source(server: Server, monkeypatch: pytest.MonkeyPatch) -> Server:
+    """The default catalog's source pointed at the local server's sample."""
+    monkeypatch.setattr(catalog, "TIDYTUESDAY_URL", server.url("/data/spotify_songs.csv"))
+    monkeypatch.setattr(catalog, "TIDYTUESDAY_SHA256", SAMPLE_SHA256)
+    return server
+
+
+def test_the_default_catalog_is_fetched_on_first_use_and_kept(
+    home: Path, default_source: Server
+) -> None:
+    advanced: list[int] = []
+    stages: list[tuple[str, int | None]] = []
+    path = resolve_catalog(progress=advanced.append, stage=lambda d, t: stages.append((d, t)))
+    assert path == catalog_path("tidytuesday")
+    with Catalog(path) as fetched:
+        assert len(fetched) == 251
+    size = SAMPLE.stat().st_size
+    assert stages == [("downloading", size), ("importing", size)]
+    assert sum(advanced) == 2 * size
+    assert (home / "downloads" / "spotify_songs.csv").read_bytes() == SAMPLE.read_bytes()
+    assert resolve_catalog() == path
+    assert default_source.requests == ["/data/spotify_songs.csv"]  # once, then kept
+    assert leftovers(home) == []
+
+
+def test_a_named_catalog_is_never_fetched(default_source: Server) -> None:
+    with pytest.raises(UserError, match="catalog import CSV` --name mine"):
+        resolve_catalog("mine")
+    with pytest.raises(UserError, match=r"no catalog named 'tidytuesday' in .*catalog download`"):
+        resolve_catalog("tidytuesday")
+    assert default_source.requests == []
+
+
+def test_a_failed_first_use_says_where_to_put_the_csv(
+    home: Path, default_source: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cached = home / "downloads" / "spotify_songs.csv"
+    by_hand = "`pressedplay catalog import FILE.csv`, or put TidyTuesday's spotify_songs.csv at"
+    monkeypatch.setattr(catalog, "TIDYTUESDAY_SHA256", "0" * 64)
+    with pytest.raises(UserError, match=r"^no catalog named 'tidytuesday'") as bad:
+        resolve_catalog()
+    assert "has sha256" in str(bad.value) and f"{by_hand} {cached} for" in str(bad.value)
+    monkeypatch.setattr(catalog, "TIDYTUESDAY_SHA256", SAMPLE_SHA256)
+    default_source.httpd.shutdown()
+    default_source.httpd.server_close()
+    with pytest.raises(UserError, match=r"fetching it failed \(could not download") as offline:
+        resolve_catalog()
+    assert f"{by_hand} {cached} for" in str(offline.value)
+    assert not catalog_path("tidytuesday").exists() and leftovers(home) == []
+
+    cached.write_bytes(SAMPLE.read_bytes())  # put there by hand: used without the network
+    with Catalog(resolve_catalog()) as placed:
+        assert len(placed) == 251
+
+
+def test_cli_generate_and_serve_fetch_the_default_catalog_on_first_use(
+    cli, picture: Path, default_source: Server, tmp_path: Path
+) -> None:
+    from pressedplay.server import create_app
+
+    create_app(model="prior", feedback_db=tmp_path / "feedback.db", env_file=None)
+    assert default_source.requests == ["/data/spotify_songs.csv"]
+    catalog_path("tidytuesday").unlink()
+    result = cli("generate", picture, "--model", "prior", "--n", "3", "--format", "json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["catalog"] == str(catalog_path("tidytuesday"))
+    assert len(default_source.requests) == 1  # the verified download was reused
+
+
+def test_cli_first_use_offline_is_one_error_line(cli, picture: Path) -> None:
+    result = cli("generate", picture, "--model", "prior")  # conftest: the URL refuses
+    assert result.code == 2 and result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert result.err.startswith("error: no catalog named 'tidytuesday'")
+    assert "could not download http://127.0.0.1:" in result.err
+    assert "`pressedplay catalog import FILE.csv`" in result.err
+
+
 # the CLI
 
 

@@ -13,15 +13,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
-from pressedplay import feedback
+from pressedplay import catalog, feedback
 from pressedplay.continuation import DEFAULT_FEATURE_WEIGHT, Continuer, blend, load_continuer
 from pressedplay.features import NAMES
+from pressedplay.picture import Continuation
+from pressedplay.server import create_app, running
 from trecs.build_db import build_database
 from trecs.config import LossConfig, ModelConfig, OptimizerConfig, TrainConfig
 from trecs.generate import Generator, Settings
@@ -310,6 +314,62 @@ def test_cli_saves_the_continuation_to_spotify(cli, trecs_run, spotify_login):
     assert made.uris == [f"spotify:track:{t['id']}" for t in data["tracks"]]
     assert made.cover and data["spotify"]["url"].endswith(made.id)
     assert not spotify_login.calls("/v1/me/top/")
+
+
+@pytest.fixture
+def served(trecs_run, tmp_path, monkeypatch) -> Iterator[str]:
+    """`serve --continue RUN --db DB` with the colour prior, on 127.0.0.1; the run's own
+    catalog is the default catalog (the verdicts' playlist features come from it)."""
+    monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    catalog.import_csv(trecs_run["catalog"])
+    continuing = Continuation(trecs_run["run"], trecs_run["db"])
+    app = create_app(
+        model="prior", feedback_db=tmp_path / "feedback.db", env_file=None, continuing=continuing
+    )
+    with running(app) as base:
+        yield base
+
+
+def test_serve_continues_as_generate_does(served, trecs_run, cli, tmp_path):
+    config = requests.get(served + "/api/config", timeout=10).json()
+    assert config["trecs_run"] == str(trecs_run["run"]) and config["genres"] == []
+    image = {"file": (EXAMPLE.name, EXAMPLE.read_bytes(), "image/jpeg")}
+    answer = requests.post(served + "/api/playlist", files=image, data={"n": 6}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    generated = cli(
+        "generate", EXAMPLE, "--model", "prior", "--continue", trecs_run["run"], "--db",
+        trecs_run["db"], "--n", 6, "--format", "json",
+    )  # fmt: skip
+    assert generated.code == 0, generated.err
+    assert answer.json() == json.loads(generated.out)
+    spec = requests.get(served + "/openapi.json", timeout=10).json()
+    shape = spec["paths"]["/api/playlist"]["post"]["responses"]["200"]["content"]
+    assert shape["application/json"]["schema"]["$ref"].endswith("/ContinuedPlaylist")
+
+    genre = requests.post(served + "/api/playlist", files=image, data={"genre": "pop"}, timeout=60)
+    assert genre.status_code == 400
+    assert genre.json()["detail"].startswith("a genre filter does not apply to a continuation")
+    ids = [track["id"] for track in answer.json()["tracks"]]
+    verdict = {"verdict": "like", "track": ids}
+    stored = requests.post(served + "/api/feedback", files=image, data=verdict, timeout=60)
+    assert stored.status_code == 200, stored.text
+    (row,) = feedback.load(tmp_path / "feedback.db")
+    assert row.track_ids == ids and row.playlist_features is not None
+
+
+def test_serve_continue_bad_input_is_one_line(trecs_run, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))
+    catalog.import_csv(trecs_run["catalog"])
+
+    def error(*args) -> str:
+        result = cli("serve", "--port", 0, "--model", "prior", *args)
+        assert result.code == 2, (result.out, result.err)
+        assert result.err.startswith("error: ") and result.err.count("\n") == 1, result.err
+        return result.err
+
+    assert "--db only go with --continue TRECS_RUN" in error("--db", trecs_run["db"])
+    assert "not a trecs run" in error("--continue", tmp_path, "--db", trecs_run["db"])
 
 
 BLOCKED = """

@@ -17,7 +17,7 @@ from pressedplay import feedback
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.playlist import generate, genres_for_user, load_index, to_m3u
-from pressedplay.spotify import make_user_client
+from pressedplay.spotify_account import make_user_client
 
 SAMPLE = Path(__file__).parent / "fixtures" / "spotify_songs_sample.csv"
 TIDYTUESDAY = ["edm", "rap", "r&b", "pop", "latin", "rock"]

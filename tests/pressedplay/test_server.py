@@ -30,7 +30,7 @@ from pressedplay import catalog as catalog_mod
 from pressedplay import feedback
 from pressedplay.features import NAMES
 from pressedplay.server import LOCAL_HOSTS, MAX_BODY, MAX_UPLOAD, create_app, hosts_for, running
-from pressedplay.spotify import token_cache_path
+from pressedplay.spotify_account import token_cache_path
 
 SAMPLE = Path(__file__).parent / "fixtures" / "spotify_songs_sample.csv"
 WEB = Path(__file__).parents[2] / "packages" / "pressedplay" / "src" / "pressedplay" / "web"

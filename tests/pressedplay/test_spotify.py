@@ -18,7 +18,8 @@ from pressedplay import catalog as catalog_mod
 from pressedplay.dataset import partial_path
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
-from pressedplay.spotify import collect, make_client, parse_playlist
+from pressedplay.spotify import make_client, parse_playlist
+from pressedplay.spotify_covers import collect
 
 TIDY_HEADER = (
     "track_id,track_name,track_artist,track_popularity,track_album_id,track_album_name,"

@@ -22,7 +22,7 @@ from PIL import Image
 
 from pressedplay.errors import UserError
 from pressedplay.images import ImageError
-from pressedplay.spotify import (
+from pressedplay.spotify_account import (
     MAX_COVER_PAYLOAD,
     USER_SCOPES,
     cover_jpeg,

@@ -9,7 +9,7 @@ import pytest
 
 from trecs.build_db import build_database
 from trecs.challenge import make_cases
-from trecs.evaluate import artists, compare, evaluate
+from trecs.evaluate import artists, compare, compare_split, evaluate
 from trecs.metrics import r_precision, summarise
 from trecs.recommenders import BASELINES, load
 
@@ -45,6 +45,16 @@ def test_cooccurrence_beats_popularity_on_planted_structure(db):
         scores[name] = summary["r_precision"].mean
     assert scores["cooccurrence"] > 1.5 * scores["popularity"] > 0
     assert set(compare("popularity", db, cases[:5], 10, baselines=True)) == set(BASELINES)
+
+
+def test_compare_split_draws_and_scores_what_the_command_reports(db):
+    compared = compare_split("popularity", db, "test", 7, (2, 8), n=10, seed=1)
+    assert compared.per_category == 3 and compared.shortfall == {}
+    assert compared.cases == make_cases(db, "test", 3, 1, (2, 8))
+    assert list(compared.results) == ["popularity"]
+    assert compared.model.metrics["all"]["r_precision"].count == 6
+    short = compare_split("popularity", db, "test", 20_000, (9,), n=10)
+    assert short.shortfall == {9: 20_000 - len(short.cases)}
 
 
 def test_evaluate_command(cli, db, tmp_path):

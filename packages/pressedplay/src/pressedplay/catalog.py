@@ -425,10 +425,12 @@ def import_csv(
     )
 
 
-def _cache_name(url: str) -> str:
-    """The file name a download is cached under: the URL's last path part, made safe."""
+def _cached(url: str) -> Path:
+    """Where the file at `url` is kept once verified (named after the URL's last path part,
+    made safe); a file put there by hand is used as well if its sha256 matches."""
     last = Path(urlparse(url).path).name
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", last).lstrip(".") or "download.csv"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", last).lstrip(".") or "download.csv"
+    return data_home() / "downloads" / name
 
 
 def _fetch(
@@ -446,13 +448,12 @@ def _fetch(
     """
     import requests  # here, not at module level: only downloads need it (40 ms of imports)
 
-    downloads = data_home() / "downloads"
-    cached = downloads / _cache_name(url)
+    cached = _cached(url)
     if cached.is_file():
         if _sha256(cached) == sha256:
             return cached, True
         cached.unlink()  # stale or damaged: fetch it again
-    downloads.mkdir(parents=True, exist_ok=True)
+    cached.parent.mkdir(parents=True, exist_ok=True)
     part = temporary_beside(cached, ".part")
     digest = hashlib.sha256()
     try:
@@ -511,10 +512,42 @@ def download(
     return report
 
 
-def resolve_catalog(name_or_path: str | Path | None = None) -> Path:
-    """The catalog file meant by a path to a .db file or a catalog name (None: the default)."""
+def _first_use(progress: Progress | None, stage: Stage | None) -> Path:
+    """The default catalog, downloaded and imported if it is missing, so that a fresh
+    install works without a setup step; failing that, how to provide the CSV by hand."""
+    path = catalog_path(DEFAULT_CATALOG)
+    if path.is_file():
+        return path
+    try:
+        # The module's constants, read now: tests point them at a local server.
+        download(
+            DEFAULT_CATALOG, TIDYTUESDAY_URL, TIDYTUESDAY_SHA256, progress=progress, stage=stage
+        )
+    except UserError as exc:
+        if path.is_file():  # another process fetched it meanwhile
+            return path
+        raise UserError(
+            f"no catalog named {DEFAULT_CATALOG!r} in {path.parent}, and fetching it failed "
+            f"({exc}); retry later with `pressedplay catalog download`, import a track CSV "
+            "with `pressedplay catalog import FILE.csv`, or put TidyTuesday's "
+            f"spotify_songs.csv at {_cached(TIDYTUESDAY_URL)} for the next run"
+        ) from None
+    return path
+
+
+def resolve_catalog(
+    name_or_path: str | Path | None = None,
+    *,
+    progress: Progress | None = None,
+    stage: Stage | None = None,
+) -> Path:
+    """The catalog file meant by a path to a .db file or a catalog name.
+
+    None means the default catalog, fetched on first use as by `download` (`progress` and
+    `stage` then follow it); a named catalog that is missing is an error, never fetched.
+    """
     if name_or_path is None:
-        name_or_path = DEFAULT_CATALOG
+        return _first_use(progress, stage)
     candidate = Path(name_or_path)
     if candidate.is_file():
         return candidate

@@ -247,6 +247,12 @@ class CoverLoader(DataLoader):
         for batch, targets, cover_ids in super().__iter__():
             yield normalise(batch), targets, cover_ids
 
+    def worker_pids(self) -> list[int] | None:
+        """Process ids of the persistent workers, so that a benchmark can count their CPU
+        time; None while no worker pool is alive (no workers, or before the first epoch)."""
+        workers = getattr(self._iterator, "_workers", None)
+        return None if workers is None else [worker.pid for worker in workers]
+
 
 def make_loader(
     db: Path,

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import spotipy
 
-from pressedplay import spotify
 from pressedplay.catalog import resolve_catalog
 from pressedplay.features import NAMES
 from pressedplay.genres import GenreMapper
 from pressedplay.paths import file_version
 from pressedplay.retrieval import CatalogIndex
+from pressedplay.spotify_account import top_artist_genres
 from pressedplay.terminal import printable
 
 
@@ -61,7 +61,7 @@ def genres_for_user(
 ) -> tuple[list[str], str | None]:
     """The catalog genres of the user's top artists, most of them first, and a note when
     there is no filter to apply (Spotify gave no genres, or none maps onto the catalog)."""
-    fine = spotify.top_artist_genres(sp)
+    fine = top_artist_genres(sp)
     if not fine:
         return [], (
             "Spotify gave no genres for your top artists (it withholds artist genres from "

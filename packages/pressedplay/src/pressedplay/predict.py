@@ -81,7 +81,8 @@ def load_predictor(
     spec: str | Path | None, *, device: str = "cpu", sample: bool = False, seed: int = 0
 ) -> Predictor:
     """`prior`, a run directory or checkpoint file, or None: the latest trained run,
-    else the colour prior."""
+    else the colour prior. On CPU, torch gets one intra-op thread (for the process)."""
+    _inference_threads(device)
     if spec is None:
         spec = checkpoints.latest_run()
         if spec is None:
@@ -90,6 +91,14 @@ def load_predictor(
         return _prior(sample)
     loaded = checkpoints.load_model(Path(spec), pick_device(device))
     return VAEPredictor(loaded, sample=sample, seed=seed)
+
+
+def _inference_threads(device: str) -> None:
+    """One intra-op thread on CPU: a forward pass of a few images is too small to split,
+    and on a busy machine extra threads made single predictions 3-20x slower
+    (`make bench-predict`)."""
+    if device == "cpu":
+        torch.set_num_threads(1)
 
 
 def _prior(sample: bool) -> PriorPredictor:

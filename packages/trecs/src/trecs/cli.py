@@ -311,20 +311,15 @@ def train_command(
     """Train the playlist transformer (defaults: the configuration the README measures, on
     data/mpd.db into runs/trecs/default). Logs go to RUN_DIR/metrics.jsonl and
     RUN_DIR/tensorboard; checkpoints to RUN_DIR/checkpoints."""
-    from trecs.config import TrainConfig, load_saved, load_toml, with_overrides
+    from trecs.config import train_config
     from trecs.parallel import initialize
     from trecs.train import train
 
     initialize(coordinator_address, num_processes, process_id)
-    saved = run_dir / "config.json"
-    if resume and saved.is_file():
-        base = load_saved(saved)
-    elif config is not None:
-        base = load_toml(config, TrainConfig)
-    else:
-        base = TrainConfig()
-    settings = with_overrides(
-        base,
+    settings = train_config(
+        run_dir,
+        config,
+        resume=resume,
         db=db,
         num_steps=num_steps,
         batch_size=batch_size,
@@ -482,19 +477,28 @@ def evaluate_command(
 ) -> None:
     """Score recommendations with the RecSys Challenge 2018 metrics (R-precision, NDCG,
     clicks) in the challenge's ten categories, with 95% confidence intervals."""
-    from trecs import challenge
     from trecs import evaluate as ev
+    from trecs.challenge import parse_categories
 
-    numbers = challenge.parse_categories(categories)
-    per_category = max(1, num_playlists // len(numbers))
+    numbers = parse_categories(categories)
     for output in (save_recommendations, plot):
         if output is not None:
             check_output(output, [db], force=True)
-    cases = challenge.make_cases(db, split, per_category, seed, numbers)
-    results = ev.compare(model, db, cases, n, baselines=plot is not None, on_notice=_notice)
-    _shortfall_notices(challenge.shortfall(cases, per_category, numbers), per_category)
+    compared = ev.compare_split(
+        model,
+        db,
+        split,
+        num_playlists,
+        numbers,
+        n,
+        seed,
+        baselines=plot is not None,
+        on_notice=_notice,
+    )
+    _shortfall_notices(compared.shortfall, compared.per_category)
+    cases, results = compared.cases, compared.results
     if save_recommendations is not None:
-        ev.save_recommendations(save_recommendations, cases, next(iter(results.values())), db)
+        ev.save_recommendations(save_recommendations, cases, compared.model, db)
     if plot is not None:
         ev.plot(results, plot)
     if json_:

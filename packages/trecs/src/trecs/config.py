@@ -173,6 +173,24 @@ def load_saved(path: Path) -> TrainConfig:
     return _validated(TrainConfig, data, str(path))
 
 
+def train_config(
+    run_dir: Path, config_file: Path | None = None, *, resume: bool = False, **overrides: object
+) -> TrainConfig:
+    """The settings `trecs train` uses, assembled here so that Python callers get the same
+    result and errors: a resumed run's saved config.json (its own settings, not the file's),
+    else `config_file` (TOML), else the defaults; then the `overrides` given (not None):
+    top-level fields, or the command's `lr`, `loss` (its name) and `num_tracks`, validated
+    as a whole. Raises UserError on a missing or invalid file or value."""
+    saved = run_dir / "config.json"
+    if resume and saved.is_file():
+        base = load_saved(saved)
+    elif config_file is not None:
+        base = load_toml(config_file, TrainConfig)
+    else:
+        base = TrainConfig()
+    return with_overrides(base, **overrides)
+
+
 def with_overrides(base: TrainConfig, **overrides: object) -> TrainConfig:
     """`base` with the command line's options that were given (not None) applied."""
     data = base.model_dump()

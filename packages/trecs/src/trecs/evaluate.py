@@ -18,7 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from trecs.challenge import Case, label, metrics_json, recommend_batches, score_lists
+from trecs.challenge import (
+    CATEGORIES,
+    Case,
+    label,
+    make_cases,
+    metrics_json,
+    recommend_batches,
+    score_lists,
+    shortfall,
+)
 from trecs.db import connect
 from trecs.metrics import Summary
 from trecs.recommenders import BASELINES, Recommender, load
@@ -76,6 +85,41 @@ def compare(
         recommender = load(name, db, on_notice)
         results[recommender.name] = evaluate(recommender, cases, artist_of, n)
     return results
+
+
+@dataclass
+class Comparison:
+    """What `trecs evaluate` reports: the cases drawn and every recommender's result."""
+
+    cases: list[Case]
+    results: dict[str, Result]  # recommender name -> result; the evaluated model first
+    per_category: int  # cases asked of each category
+    shortfall: dict[int, int]  # category -> cases missing, where the split had too few
+
+    @property
+    def model(self) -> Result:
+        """The evaluated model's result (the baselines, if any, follow it)."""
+        return next(iter(self.results.values()))
+
+
+def compare_split(
+    model: str,
+    db: Path,
+    split: str = "test",
+    num_playlists: int = 2000,
+    categories: tuple[int, ...] = tuple(CATEGORIES),
+    n: int = 500,
+    seed: int = 0,
+    baselines: bool = False,
+    on_notice: Callable[[str], None] | None = None,
+) -> Comparison:
+    """`compare` on challenge cases drawn from `split`: `num_playlists` spread evenly over
+    `categories`, each playlist used once (a split short of eligible playlists gives
+    fewer, listed in `shortfall`). `trecs evaluate` is this plus its rendering."""
+    per_category = max(1, num_playlists // max(1, len(categories)))
+    cases = make_cases(db, split, per_category, seed, categories)
+    results = compare(model, db, cases, n, baselines=baselines, on_notice=on_notice)
+    return Comparison(cases, results, per_category, shortfall(cases, per_category, categories))
 
 
 def as_json(results: dict[str, Result]) -> dict:

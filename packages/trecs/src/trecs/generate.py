@@ -145,17 +145,22 @@ class Generator:
         self._step = step
         self._title_vector = title_vector
 
+    def step(self, cache: Cache, token: int, pos: int, title: jax.Array) -> tuple[Cache, jax.Array]:
+        """One cached transformer step, compiled once per generator: `decode_step` with
+        this generator's model and table. Public so that its cost per track can be timed."""
+        return self._step(self._params, self.table, cache, jnp.int32(token), jnp.int32(pos), title)
+
+    def best(
+        self, hidden: jax.Array, banned: jax.Array, k: int, temperature: float = 1.0
+    ) -> tuple[jax.Array, jax.Array]:
+        """Logits and rows of the `k` best tracks for `hidden` (-inf where the mask
+        `banned` is set): every track scored, the other cost of each generated track."""
+        return _top_k(_score(self.table, self.bias, hidden, banned, temperature), k)
+
     def _advance(self, token: int) -> jax.Array:
         """Feed one token at the next window position; the readout of the window so far
         (its last hidden state, or the mean of its hidden states)."""
-        self._cache, hidden = self._step(
-            self._params,
-            self.table,
-            self._cache,
-            jnp.int32(token),
-            jnp.int32(self._length),
-            self._window_title,
-        )
+        self._cache, hidden = self.step(self._cache, token, self._length, self._window_title)
         self._length += 1
         self._sum = self._sum + hidden
         return self._sum / self._length if self.model.config.readout == "mean" else hidden
@@ -201,8 +206,7 @@ class Generator:
         k = min(1 if settings.greedy else settings.top_k, self.table.shape[0])
         picks: list[int] = []
         while len(picks) < settings.length:
-            scores = _score(self.table, self.bias, hidden, banned, settings.temperature)
-            values, rows = _top_k(scores, k)
+            values, rows = self.best(hidden, banned, k, settings.temperature)
             values, rows = np.asarray(values, np.float64), np.asarray(rows)
             allowed = np.isfinite(values)
             if not allowed.any():

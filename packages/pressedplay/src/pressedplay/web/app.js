@@ -140,7 +140,7 @@ function drawPlaylist(playlist) {
     text.append(element("span", { class: "name" }, track.name));
     text.append(element("span", { class: "artist" }, track.artist));
     const meta = element("div", { class: "meta" });
-    if (track.genres.length) meta.append(element("span", { class: "genres" }, track.genres.join(", ")));
+    if (track.genres && track.genres.length) meta.append(element("span", { class: "genres" }, track.genres.join(", ")));
     meta.append(element("span", { class: "distance", title: "distance to the picture" }, track.distance.toFixed(2)));
     const link = element("a", { class: "open", href: track.url, target: "_blank", rel: "noopener" }, "Spotify");
     link.setAttribute("aria-label", `${track.name} on Spotify`);
@@ -148,7 +148,7 @@ function drawPlaylist(playlist) {
     list.append(row);
   }
   $("#empty").hidden = playlist.tracks.length > 0;
-  $("#empty").textContent = "No track of these genres.";
+  $("#empty").textContent = playlist.trecs_run ? "No track to continue with." : "No track of these genres.";
 }
 
 function drawGenres() {
@@ -165,6 +165,14 @@ function drawGenres() {
     });
     box.append(chip);
   }
+}
+
+// Where a playlist's tracks come from: the catalog, or with `serve --continue` the trecs
+// run that continued the picture's nearest tracks (its seeds).
+function source(playlist) {
+  if (!playlist.trecs_run) return `from ${playlist.catalog.split("/").pop()}`;
+  const run = playlist.trecs_run.split("/").pop();
+  return `continued by trecs run ${run} from ${playlist.seeds.length} seed tracks`;
 }
 
 function setBusy(busy) {
@@ -191,7 +199,7 @@ async function refresh() {
     state.judged = false;
     drawRadar(playlist.features);
     drawPlaylist(playlist);
-    notice(`${playlist.tracks.length} tracks from ${playlist.catalog.split("/").pop()}.`);
+    notice(`${playlist.tracks.length} tracks ${source(playlist)}.`);
     return true;
   } catch (error) {
     if (ticket !== state.asked) return true;
@@ -262,10 +270,12 @@ async function save() {
 
 function drawStatus() {
   const config = state.config;
-  const catalog = config.catalog.split("/").pop();
+  const tracks = config.trecs_run
+    ? `trecs run: ${config.trecs_run.split("/").pop()}`
+    : `catalog: ${config.catalog.split("/").pop()}`;
   let spotify = "Spotify not configured";
   if (config.spotify.configured) spotify = config.spotify.logged_in ? "Spotify: logged in" : "Spotify: not logged in";
-  $("#status").textContent = `model: ${config.model} · catalog: ${catalog} · ${spotify}`;
+  $("#status").textContent = `model: ${config.model} · ${tracks} · ${spotify}`;
   $("#login").hidden = !config.spotify.configured || config.spotify.logged_in;
   $("#save").hidden = !config.spotify.configured || !config.spotify.logged_in;
 }
