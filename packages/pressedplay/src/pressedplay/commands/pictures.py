@@ -272,7 +272,7 @@ def feedback_command(
         predictor,
         "like" if like else "dislike",
         playlist=playlist,
-        catalog=fetched(catalog) if playlist else catalog,  # only a playlist's tracks need it
+        catalog=catalog,
         feedback_db=feedback_db,
     )
     if json_:
