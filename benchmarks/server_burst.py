@@ -35,7 +35,7 @@ import requests
 import torch
 from PIL import Image
 
-from pressedplay import catalog, checkpoints, synth_covers
+from pressedplay import catalog_csv, checkpoints, synth_covers
 from pressedplay.features import NAMES
 from pressedplay.model import VAEAttention
 from pressedplay.server import create_app, running
@@ -116,7 +116,7 @@ def main() -> None:
             checkpoints.save(
                 Path(model), checkpoints.payload(VAEAttention(), zeros, ones, epoch=0, step=0)
             )
-        catalog.import_csv(Path("tests/pressedplay/fixtures/spotify_songs_sample.csv"))
+        catalog_csv.import_csv(Path("tests/pressedplay/fixtures/spotify_songs_sample.csv"))
         app = create_app(model=model, feedback_db=Path(tmp) / "feedback.db", env_file=None)
         bursts = {
             "hostile 16-bit PNG": [hostile_png()] * args.uploads,

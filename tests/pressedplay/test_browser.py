@@ -21,8 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from pressedplay import catalog as catalog_mod
-from pressedplay import feedback
+from pressedplay import catalog_csv, feedback
 from pressedplay.features import NAMES
 from pressedplay.plots import scaled
 from pressedplay.server import create_app, running
@@ -76,7 +75,7 @@ def site(fake_spotify, tmp_path, monkeypatch, feedback_db) -> Iterator[str]:
     monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", fs.CLIENT_SECRET)
     monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_API_URL", fake_spotify.api_url)
     monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_ACCOUNTS_URL", fake_spotify.accounts_url)
-    catalog_mod.import_csv(SAMPLE)
+    catalog_csv.import_csv(SAMPLE)
     with running(create_app(model="prior", feedback_db=feedback_db, env_file=None)) as url:
         yield url
 

@@ -21,7 +21,8 @@ import platformdirs
 import pytest
 
 from pressedplay import catalog
-from pressedplay.catalog import Catalog, import_csv, info, resolve_catalog
+from pressedplay.catalog import Catalog, info, resolve_catalog
+from pressedplay.catalog_csv import import_csv
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.paths import catalog_path, data_home

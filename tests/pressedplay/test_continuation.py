@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import requests
 
-from pressedplay import catalog, feedback
+from pressedplay import catalog_csv, feedback
 from pressedplay.continuation import DEFAULT_FEATURE_WEIGHT, Continuer, blend, load_continuer
 from pressedplay.features import NAMES
 from pressedplay.picture import Continuation
@@ -322,7 +322,7 @@ def served(trecs_run, tmp_path, monkeypatch) -> Iterator[str]:
     catalog is the default catalog (the verdicts' playlist features come from it)."""
     monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    catalog.import_csv(trecs_run["catalog"])
+    catalog_csv.import_csv(trecs_run["catalog"])
     continuing = Continuation(trecs_run["run"], trecs_run["db"])
     app = create_app(
         model="prior", feedback_db=tmp_path / "feedback.db", env_file=None, continuing=continuing
@@ -360,7 +360,7 @@ def test_serve_continues_as_generate_does(served, trecs_run, cli, tmp_path):
 
 def test_serve_continue_bad_input_is_one_line(trecs_run, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))
-    catalog.import_csv(trecs_run["catalog"])
+    catalog_csv.import_csv(trecs_run["catalog"])
 
     def error(*args) -> str:
         result = cli("serve", "--port", 0, "--model", "prior", *args)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pressedplay.catalog import import_csv
+from pressedplay.catalog_csv import import_csv
 from pressedplay.dataset import info, partial_path
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pressedplay import inputs
-from pressedplay.catalog import import_csv
+from pressedplay.catalog_csv import import_csv
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.genres import load_mapping

@@ -12,8 +12,7 @@ import fake_spotify as fs
 import pytest
 import torch
 
-from pressedplay import catalog as catalog_mod
-from pressedplay import feedback
+from pressedplay import catalog_csv, feedback
 from pressedplay.errors import UserError
 from pressedplay.picture import (
     Continuation,
@@ -32,7 +31,7 @@ SAMPLE = Path(__file__).parent / "fixtures" / "spotify_songs_sample.csv"
 def default_catalog(tmp_path, monkeypatch) -> Path:
     """The 300-row TidyTuesday sample as the default catalog of a fresh data folder."""
     monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))
-    return Path(catalog_mod.import_csv(SAMPLE)["path"])
+    return Path(catalog_csv.import_csv(SAMPLE)["path"])
 
 
 @pytest.fixture

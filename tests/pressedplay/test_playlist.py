@@ -12,8 +12,7 @@ import fake_spotify as fs
 import pytest
 from PIL import Image
 
-from pressedplay import catalog as catalog_mod
-from pressedplay import feedback
+from pressedplay import catalog_csv, feedback
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.playlist import generate, genres_for_user, load_index, to_m3u
@@ -43,7 +42,7 @@ def home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def default_catalog(home) -> Path:
     """The 300-row TidyTuesday sample as the default catalog."""
-    return Path(catalog_mod.import_csv(SAMPLE)["path"])
+    return Path(catalog_csv.import_csv(SAMPLE)["path"])
 
 
 def test_generate_returns_the_nearest_tracks(default_catalog) -> None:
@@ -80,7 +79,7 @@ def test_the_index_is_loaded_once_per_file_version(default_catalog) -> None:
     first = load_index()
     assert load_index(default_catalog) is first
     time.sleep(0.01)
-    catalog_mod.import_csv(SAMPLE, force=True)  # the file is replaced: load again
+    catalog_csv.import_csv(SAMPLE, force=True)  # the file is replaced: load again
     assert load_index() is not first
 
 
@@ -173,7 +172,7 @@ def test_cli_generate_bad_input_is_one_line(home, picture, cli, tmp_path) -> Non
     assert missing.code == 2
     assert missing.err.startswith("error: no catalog named 'tidytuesday'")
     assert "pressedplay catalog download" in missing.err and "Traceback" not in missing.err
-    catalog_mod.import_csv(SAMPLE)
+    catalog_csv.import_csv(SAMPLE)
     unknown = cli("generate", picture, "--model", "prior", "--genre", "jazz")
     assert unknown.code == 2 and unknown.err.count("\n") == 1
     assert "'jazz' is not in the catalog; its genres: " in unknown.err

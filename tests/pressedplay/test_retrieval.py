@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pressedplay import catalog as catalog_mod
+from pressedplay import catalog_csv
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.retrieval import TRACK_URL, CatalogIndex
@@ -21,7 +22,7 @@ SAMPLE = Path(__file__).parent / "fixtures" / "spotify_songs_sample.csv"
 def sample_path(tmp_path, monkeypatch) -> Path:
     """The 300-row TidyTuesday sample imported as a real catalog file."""
     monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))
-    return Path(catalog_mod.import_csv(SAMPLE, "sample")["path"])
+    return Path(catalog_csv.import_csv(SAMPLE, "sample")["path"])
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import requests
 from PIL import Image
 
 from pressedplay import catalog as catalog_mod
-from pressedplay import feedback
+from pressedplay import catalog_csv, feedback
 from pressedplay.features import NAMES
 from pressedplay.server import LOCAL_HOSTS, MAX_BODY, MAX_UPLOAD, create_app, hosts_for, running
 from pressedplay.spotify_account import token_cache_path
@@ -45,7 +45,7 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     for name in ("SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET", "SPOTIFY_REDIRECT_URI"):
         monkeypatch.delenv(name, raising=False)
-    catalog_mod.import_csv(SAMPLE)
+    catalog_csv.import_csv(SAMPLE)
     return tmp_path / "home"
 
 

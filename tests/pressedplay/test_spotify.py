@@ -14,7 +14,7 @@ from pathlib import Path
 import fake_spotify as fs
 import pytest
 
-from pressedplay import catalog as catalog_mod
+from pressedplay import catalog_csv
 from pressedplay.dataset import partial_path
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
@@ -50,7 +50,7 @@ def make_catalog(tmp_path: Path, monkeypatch, tracks: list[fs.Track], shift: flo
             for name in NAMES:
                 row[name] = str(_shifted(t, name, shift))
             writer.writerow(row)
-    catalog_mod.import_csv(path, "spotitest")
+    catalog_csv.import_csv(path, "spotitest")
     return "spotitest"
 
 

@@ -28,9 +28,10 @@ import torch
 from torch.nn import functional as F
 
 from pressedplay import images, inputs
-from pressedplay.catalog import TRACK_ID, Catalog, resolve_catalog
+from pressedplay.catalog import Catalog, resolve_catalog
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
+from pressedplay.inputs import TRACK_ID
 from pressedplay.paths import data_home
 
 Verdict = Literal["like", "dislike"]

@@ -10,11 +10,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
 from pressedplay.errors import UserError
 
+TRACK_ID = re.compile(r"[0-9A-Za-z]{22}")  # a Spotify track id: 22 base-62 characters
 MAX_CATALOG_CSV = 2 << 30  # Kaggle's largest track CSV (1.2M songs) is about 350 MB
 MAX_LABELS_CSV = 256 << 20  # read whole: one row per image-track pair
 MAX_JSON = 16 << 20  # configs, genre mappings, the Spotify token: a few KB each

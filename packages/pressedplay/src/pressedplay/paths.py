@@ -22,6 +22,9 @@ def data_home() -> Path:
     return Path(platformdirs.user_cache_dir("pressedplay"))
 
 
+DEFAULT_CATALOG = "tidytuesday"  # the catalog used when none is named
+
+
 def catalog_path(name: str) -> Path:
     """The file of the catalog called `name`; refuses names that are not plain file names."""
     if not _NAME.fullmatch(name):

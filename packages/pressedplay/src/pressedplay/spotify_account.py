@@ -24,8 +24,8 @@ from spotipy.exceptions import SpotifyException, SpotifyOauthError
 
 from pressedplay import images, inputs
 from pressedplay.atomic import replacing
-from pressedplay.catalog import TRACK_ID
 from pressedplay.errors import UserError
+from pressedplay.inputs import TRACK_ID
 from pressedplay.paths import data_home
 from pressedplay.spotify import (
     ACCOUNTS_URL,

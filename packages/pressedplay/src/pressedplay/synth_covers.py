@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from pressedplay import catalog, dataset, paths
+from pressedplay import catalog_csv, dataset, paths
 from pressedplay.errors import UserError
 from pressedplay.features import FEATURES, NAMES
 
@@ -218,7 +218,7 @@ def synth_covers(
 
     The same seed gives the same covers, tracks and split. An interrupted run resumes
     from the partial dataset. The catalog (a TidyTuesday-layout CSV imported with
-    `catalog.import_csv`) holds every track, so collectors and recommenders can find
+    `catalog_csv.import_csv`) holds every track, so collectors and recommenders can find
     them by id like real tracks.
     """
     if covers < 1:
@@ -255,5 +255,5 @@ def synth_covers(
                     progress(1)
             report = writer.finish()
         if catalog_name is not None:
-            report["catalog"] = catalog.import_csv(csv_path, catalog_name, force=True)
+            report["catalog"] = catalog_csv.import_csv(csv_path, catalog_name, force=True)
     return report

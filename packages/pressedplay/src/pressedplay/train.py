@@ -19,17 +19,13 @@ rank 0 writes files and reports progress.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -37,66 +33,18 @@ from pressedplay import checkpoints
 from pressedplay import config as run_config
 from pressedplay.atomic import replacing
 from pressedplay.augment import eval_transform
+from pressedplay.cluster import Cluster, join_cluster
 from pressedplay.config import TrainConfig
-from pressedplay.devices import pick_device
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.feedback import feedback_loss
-from pressedplay.feedback import last_id as last_feedback_id
 from pressedplay.feedback import load as load_feedback
 from pressedplay.loader import CoverLoader, CoverPairs, load_image, make_loader, mixed_seed
 from pressedplay.model import VAEAttention, vae_loss
+from pressedplay.run_start import BEFORE_FEEDBACK, Start, plan_start
 
-BEFORE_FEEDBACK = "before-feedback.pt"
 METRICS = "metrics.jsonl"
 Progress = Callable[[dict], None]
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """This process's place among the training processes, and its device."""
-
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, values: list[float]) -> list[float]:
-        """Element-wise sums over all processes (the values themselves when alone)."""
-        if self.world == 1:
-            return values
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return tensor.tolist()
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-
-@contextmanager
-def _cluster(device_name: str) -> Iterator[Cluster]:
-    """Join the torchrun process group when there is one (and leave it afterwards)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_name, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    joined = world > 1 and not dist.is_initialized()
-    if joined:
-        if device.type == "mps":
-            raise UserError("DDP runs on CUDA or the CPU, not on MPS")
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
-    try:
-        yield Cluster(rank, world, device)
-    finally:
-        if joined:
-            dist.destroy_process_group()
 
 
 class Objective(nn.Module):
@@ -125,112 +73,6 @@ class Objective(nn.Module):
         predicted = self.model(feedback_images, sample=False).features
         extra = feedback_loss(predicted, feedback_targets, liked, self.margin)
         return total + self.feedback_weight * extra, reconstruction, kl, extra
-
-
-@dataclass
-class _Start:
-    """Where a phase starts: weights and counters, from a checkpoint or fresh."""
-
-    phase: str  # "train" or "feedback"
-    state_dict: dict | None = None
-    optimizer: dict | None = None
-    epoch: int = 0  # epochs of this phase already done
-    step: int = 0  # optimizer steps of the whole run so far
-    best_val_mse: float = float("inf")
-    best_epoch: int = 0
-    last_val_mse: float | None = None
-    feedback_upto: int | None = None  # the last feedback row id this phase learns from
-    feature_stats: tuple[np.ndarray, np.ndarray] | None = None
-    architecture: dict | None = None
-    copy_to_before: Path | None = None  # best.pt to keep as before-feedback.pt
-
-
-def _has_run(run_dir: Path) -> bool:
-    """A run that finished an epoch (a run killed before that is simply started again)."""
-    return any((run_dir / name).exists() for name in (checkpoints.BEST, checkpoints.LAST))
-
-
-def _plan(config: TrainConfig, run_dir: Path, resume: bool, feedback_db: Path | None) -> _Start:
-    """Check the run directory for what was asked and read where to start; writes nothing."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"{run_dir} is a file; give a folder for the run")
-    if resume:
-        return _resume_point(config, run_dir, feedback_db)
-    if feedback_db is not None:
-        return _feedback_start(run_dir, feedback_db)
-    if _has_run(run_dir):
-        raise UserError(
-            f"{run_dir} already holds a run; continue it with --resume, fine-tune it with "
-            "--feedback, or choose another RUN_DIR"
-        )
-    return _Start("train")
-
-
-def _resume_point(config: TrainConfig, run_dir: Path, feedback_db: Path | None) -> _Start:
-    if not (run_dir / checkpoints.LAST).is_file():
-        raise UserError(f"nothing to resume in {run_dir}: it has no {checkpoints.LAST}")
-    data = checkpoints.load(run_dir / checkpoints.LAST)
-    training, saved = data.get("training"), data["config"].get("train")
-    if not isinstance(training, dict) or not isinstance(saved, dict):
-        raise UserError(f"{run_dir / checkpoints.LAST} was not written by `pressedplay train`")
-    phase = training["phase"]
-    if phase == "feedback" and feedback_db is None:
-        raise UserError(f"{run_dir} was last fine-tuned with feedback: resume it with --feedback")
-    if phase == "train" and feedback_db is not None:
-        raise UserError(
-            f"{run_dir} has no feedback fine-tune to resume; run --feedback without --resume"
-        )
-    mismatch = config.difference(run_config.validated(saved, str(run_dir / checkpoints.LAST)))
-    if mismatch:
-        raise UserError(f"cannot resume {run_dir}: {mismatch}")
-    return _Start(
-        phase,
-        data["state_dict"],
-        training["optimizer"],
-        epoch=data["epoch"],
-        step=data["step"],
-        best_val_mse=training["best_val_mse"],
-        best_epoch=training["best_epoch"],
-        last_val_mse=data["val_mse"],
-        feedback_upto=training["feedback_upto"],
-        feature_stats=_stats(data),
-        architecture=data["architecture"],
-    )
-
-
-def _feedback_start(run_dir: Path, feedback_db: Path) -> _Start:
-    """Fine-tuning starts from the model before any feedback: best.pt the first time
-    (kept as before-feedback.pt), before-feedback.pt when best.pt is already a
-    fine-tune, so that repeating it with more feedback does not compound."""
-    best = run_dir / checkpoints.BEST
-    if not best.is_file():
-        raise UserError(f"{run_dir} has no {checkpoints.BEST} to fine-tune; train it first")
-    data = checkpoints.load(best)
-    copy_to_before = best
-    if data["config"].get("phase") == "feedback":
-        before = run_dir / BEFORE_FEEDBACK
-        if not before.is_file():
-            raise UserError(f"{best} is a feedback fine-tune but {before} is missing")
-        data = checkpoints.load(before)
-        copy_to_before = None
-    upto = last_feedback_id(feedback_db)
-    if upto is None:
-        raise UserError(f"{feedback_db} holds no feedback yet")
-    last = run_dir / checkpoints.LAST
-    step = checkpoints.load(last)["step"] if last.is_file() else data["step"]
-    return _Start(
-        "feedback",
-        data["state_dict"],
-        step=step,
-        feedback_upto=upto,
-        feature_stats=_stats(data),
-        architecture=data["architecture"],
-        copy_to_before=copy_to_before,
-    )
-
-
-def _stats(data: dict) -> tuple[np.ndarray, np.ndarray]:
-    return np.array(data["feature_mean"]), np.array(data["feature_std"])
 
 
 def _feedback_set(
@@ -334,13 +176,13 @@ def train(
     """
     began = time.perf_counter()
     run_dir, db = Path(run_dir), Path(db)
-    with _cluster(config.device) as cluster:
+    with join_cluster(config.device) as cluster:
         if config.batch_size % cluster.world:
             raise UserError(
                 f"--batch-size {config.batch_size} does not split evenly over "
                 f"{cluster.world} processes"
             )
-        start = _plan(config, run_dir, resume, feedback_db)
+        start = plan_start(config, run_dir, resume, feedback_db)
         run = _Run(config, run_dir, db, start, cluster, feedback_db)
         # Every process has read what it needs: only now may rank 0 write.
         cluster.barrier()
@@ -359,7 +201,7 @@ class _Run:
         config: TrainConfig,
         run_dir: Path,
         db: Path,
-        start: _Start,
+        start: Start,
         cluster: Cluster,
         feedback_db: Path | None,
     ) -> None:

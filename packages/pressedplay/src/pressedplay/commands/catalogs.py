@@ -60,7 +60,7 @@ def catalog_import(
     json_: JsonOption = False,
 ) -> None:
     """Import a CSV of tracks with audio features (TidyTuesday or Kaggle layouts)."""
-    from pressedplay.catalog import import_csv
+    from pressedplay.catalog_csv import import_csv
 
     bar, advance, stage = bytes_progress()
     with bar:

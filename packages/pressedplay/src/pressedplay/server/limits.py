@@ -17,7 +17,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pressedplay.catalog import TRACK_ID
+from pressedplay.inputs import TRACK_ID
 from pressedplay.picture import Picture
 
 MAX_UPLOAD = 10 * 1024 * 1024  # bytes of the image itself
