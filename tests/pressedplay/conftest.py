@@ -109,3 +109,38 @@ def spotify_login(fake_spotify, monkeypatch, tmp_path):
     monkeypatch.setenv("PRESSEDPLAY_SPOTIFY_ACCOUNTS_URL", fake_spotify.accounts_url)
     _fake_spotify.seed_login(token_cache_path())
     return fake_spotify
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for the `browser` tests; a missing browser or driver fails (CI
+    installs both), never skips."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        missing = " and ".join(
+            name for name, path in (("chromium", chromium), ("chromedriver", driver)) if not path
+        )
+        pytest.fail(
+            f"the browser tests need Debian's {missing} on PATH: "
+            "apt-get install chromium chromium-driver",
+            pytrace=False,
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # containers and CI runners often run as root
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
+        options.add_argument(argument)
+    session = webdriver.Chrome(options=options, service=Service(executable_path=driver))
+    yield session
+    session.quit()

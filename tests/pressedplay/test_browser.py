@@ -5,7 +5,6 @@ Spotify and save the playlist there."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +13,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
-from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -30,35 +27,6 @@ pytestmark = pytest.mark.browser
 
 SAMPLE = Path(__file__).parent / "fixtures" / "spotify_songs_sample.csv"
 WAIT = 20  # seconds; a shared CI machine can be slow, a passing test does not wait
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    """Headless Chromium; a missing browser or driver fails (CI installs both), never skips."""
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        missing = " and ".join(
-            name for name, path in (("chromium", chromium), ("chromedriver", driver)) if not path
-        )
-        pytest.fail(
-            f"the browser tests need Debian's {missing} on PATH: "
-            "apt-get install chromium chromium-driver",
-            pytrace=False,
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # containers and CI runners often run as root
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        "--no-first-run",
-        "--disable-extensions",
-    ):
-        options.add_argument(argument)
-    session = webdriver.Chrome(options=options, service=Service(executable_path=driver))
-    yield session
-    session.quit()
 
 
 @pytest.fixture

@@ -358,6 +358,29 @@ def test_serve_continues_as_generate_does(served, trecs_run, cli, tmp_path):
     assert row.track_ids == ids and row.playlist_features is not None
 
 
+@pytest.mark.browser
+def test_the_page_shows_the_continuation(browser, served, trecs_run):
+    """The web page in headless Chromium against `serve --continue`: the continuation's
+    tracks in the API's order, its notice, no genre chips."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def rows() -> list:
+        return browser.find_elements(By.CSS_SELECTOR, "#tracks li.track")
+
+    browser.get(served)
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, 20).until(lambda _: "trecs run: run" in status.text, "no config")
+    browser.find_element(By.ID, "file").send_keys(str(EXAMPLE))
+    WebDriverWait(browser, 60).until(lambda _: len(rows()) == 20, "no continuation appeared")
+    image = {"file": (EXAMPLE.name, EXAMPLE.read_bytes(), "image/jpeg")}
+    expected = requests.post(served + "/api/playlist", files=image, timeout=60).json()
+    shown = [row.get_attribute("data-id") for row in rows()]
+    assert shown == [track["id"] for track in expected["tracks"]]
+    assert "continued by trecs run run from" in browser.find_element(By.TAG_NAME, "body").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#genres [data-genre]") == []
+
+
 def test_serve_continue_bad_input_is_one_line(trecs_run, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))
     catalog_csv.import_csv(trecs_run["catalog"])
