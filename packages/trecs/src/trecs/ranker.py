@@ -283,12 +283,15 @@ class Generators:
         tracks = np.concatenate(chosen)
         tokens = tracks + NUM_SPECIAL
         valid = np.isfinite(top_scores["transformer"])
-        transformer_rank = _lookup(
-            np.nonzero(valid)[0] * num_tracks + tops["transformer"][valid],
-            np.nonzero(valid)[1].astype(np.float32),
-            rows * num_tracks + tracks,
-            depth,
+        # The transformer's rank of each candidate (depth: not in its list), read as the
+        # other generators' scores are: rank + 1 stored sparse, 0 where absent.
+        listed_rows, listed_ranks = np.nonzero(valid)
+        ranks = sp.csr_matrix(
+            (listed_ranks + 1.0, (listed_rows, tops["transformer"][valid])),
+            shape=(len(queries), num_tracks),
         )
+        transformer_rank = entries(ranks, rows, tracks)
+        transformer_rank = np.where(transformer_rank > 0, transformer_rank - 1, depth)
         found = entries(evidence, rows, tokens)
         features = self._features(
             queries, seeds, seed_tracks, scores, top_scores, rows, tracks, depth
@@ -360,16 +363,6 @@ class Generators:
             word_share(catalog.album_words, catalog.album[tracks]),
         ]
         return np.column_stack(columns).astype(np.float32)
-
-
-def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, default) -> np.ndarray:
-    """values[i] where keys[i] == wanted, else default (keys distinct)."""
-    if len(keys) == 0:
-        return np.full(len(wanted), default, np.float32)
-    order = np.argsort(keys)
-    keys, values = keys[order], values[order]
-    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-    return np.where(keys[at] == wanted, values[at], default).astype(np.float32)
 
 
 class Ranker:
