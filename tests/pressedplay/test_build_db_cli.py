@@ -79,7 +79,7 @@ def test_build_db_from_a_folder_then_info(cli, tmp_path, folder):
         (["--source", "folder", "DIR", "--labels", "l.csv", "--user", "u", "--limit", "3"],
          "--user, --limit only go with --source spotify"),
         (["--source", "spotify"], "--source spotify needs --playlist, --user or --query"),
-        (["--source", "spotify", "DIR", "--query", "x"], "DIR, --labels and --workers only go"),
+        (["--source", "spotify", "DIR", "--query", "x"], "DIR, --labels, --workers and --genre-column only go"),
         (["--source", "spotify", "--labels", "l.csv", "--user", "x"], "only go with --source folder"),
         (["--source", "zip", "DIR"], "--source zip: expected --source folder or --source spotify"),
         (["--source", "spotify", "--query", "x", "--limit", "0"], "Invalid value for '--limit'"),

@@ -61,6 +61,8 @@ def _flat(models: dict) -> dict[str, float]:
     for key, value in models.items():
         if isinstance(value, dict):
             flat.update({f"{key}/{k}": v for k, v in _flat(value).items()})
+        elif isinstance(value, list):  # an interval
+            flat.update({f"{key}/{i}": v for i, v in enumerate(value)})
         else:
             flat[key] = value
     return flat
@@ -92,7 +94,7 @@ def test_counts_and_shape(db, report):
     assert report["covers"] == splits["test"]["covers"]
     assert report["pairs"] == splits["test"]["pairs"]
     assert report["db"] == str(db) and report["model"].endswith("best.pt")
-    assert list(report["models"]) == ["vae", "mean", "ridge", "prior"]
+    assert list(report["models"]) == ["vae", "mean", "ridge", "prior", "catalog"]
     for scores in report["models"].values():
         assert list(scores["per_feature"]) == list(NAMES)
         per_feature = [scores["per_feature"][n]["mse"] for n in NAMES]
@@ -148,6 +150,50 @@ def test_a_model_from_another_dataset_is_scored_in_this_datasets_units(db, tmp_p
     assert report["models"]["vae"]["mse"] == pytest.approx(mse, rel=1e-5)
     assert report["models"]["vae"]["mae"] == pytest.approx(mae, rel=1e-5)
     assert report["split"] == "valid"
+
+
+def test_intervals_hold_the_estimates_and_the_catalog_constant_by_hand(db, report):
+    models = report["models"]
+    reference = models["mean"]["mse"]
+    for name, scores in models.items():
+        low, high = scores["mse_ci"]
+        assert low <= scores["mse"] <= high, name
+        low, high = scores["minus_mean_ci"]
+        assert low - 1e-12 <= scores["mse"] - reference <= high + 1e-12, name
+    assert models["mean"]["minus_mean_ci"] == [0.0, 0.0]
+    mean, std = _dataset_units(db)
+    test = np.array([(f - mean) / std for _, _, f in _pairs(db, "test")])
+    constant = (np.array([prior.CENTRE[n] for n in NAMES]) - mean) / std
+    assert models["catalog"]["mse"] == pytest.approx(_errors(constant, test)[0])
+
+
+def test_split_all_of_another_dataset_fits_the_baselines_on_the_runs_own(db, tmp_path):
+    other = tmp_path / "other.db"
+    synth_covers(other, covers=40, tracks_per_cover=2, seed=9, catalog_name=None)
+    mean, std = _dataset_units(db)
+    model = VAEAttention()
+    payload = checkpoints.payload(model, mean, std, epoch=1, step=1, config={"db": str(db)})
+    checkpoints.save(tmp_path / "run" / "best.pt", payload)
+    report = evaluate(tmp_path / "run", other, split="all")
+    assert report["covers"] == info(other)["covers"] and report["split"] == "all"
+    assert report["baselines_from"] == str(db)
+    # The mean baseline is the run's training mean, scored in the other dataset's units.
+    other_mean, other_std = _dataset_units(other)
+    train = np.array([f for _, _, f in _pairs(db, "train")]).mean(0)
+    every = np.array(
+        [
+            (f - other_mean) / other_std
+            for split in ("train", "valid", "test")
+            for _, _, f in _pairs(other, split)
+        ]
+    )
+    expected = _errors((train - other_mean) / other_std, every)[0]
+    assert report["models"]["mean"]["mse"] == pytest.approx(expected)
+    (tmp_path / "moved.db").write_bytes(db.read_bytes())
+    payload["config"] = {"db": str(tmp_path / "gone.db")}
+    checkpoints.save(tmp_path / "run" / "best.pt", payload)
+    with pytest.raises(UserError, match="--split all needs it"):
+        evaluate(tmp_path / "run", other, split="all")
 
 
 def test_ridge_finds_the_colour_signal_of_synthetic_covers(report):
@@ -223,7 +269,11 @@ def test_bad_inputs_are_user_errors(db, report, tmp_path):
     empty = tmp_path / "one.db"
     synth_covers(empty, covers=2, tracks_per_cover=1, seed=0, catalog_name=None)
     with pytest.raises(UserError, match="no covers in the"):
-        evaluate(report["model"], empty)
+        evaluate(
+            report["model"],
+            empty,
+            split="test" if not info(empty)["splits"]["test"]["covers"] else "valid",
+        )
 
 
 def test_cli_json_and_table(cli, db, report):

@@ -89,7 +89,7 @@ def test_features_layout_without_track_ids(tmp_path):
     rows = [["a.jpg", *features(1)], ["a.jpg", *features(2)]]
     labels = write_csv(tmp_path / "labels.csv", ["image", *reversed(NAMES)], rows)
     build_from_folder(tmp_path / "covers.db", folder, labels)
-    labelled, _ = read_labels(labels)
+    labelled, _, _ = read_labels(labels)
     (first, second) = labelled["a.jpg"]
     assert (first.id, second.id) == ("a.jpg#0", "a.jpg#1")
     assert first.features == tuple(float(v) for v in reversed(features(1)))  # by name
@@ -114,7 +114,7 @@ def test_track_id_layout_takes_features_from_the_catalog(tmp_path, monkeypatch):
     report = build_from_folder(tmp_path / "covers.db", folder, labels, catalog="sample")
     assert (report["covers"], report["pairs"]) == (2, 3)
     assert report["skipped"] == {"track not in catalog": 2}
-    labelled, _ = read_labels(labels, "sample")
+    labelled, _, _ = read_labels(labels, "sample")
     first = labelled["x.jpg"][0]
     assert first.id == known[0]["track_id"] and first.artist == known[0]["track_artist"]
     assert first.features == tuple(float(known[0][name]) for name in NAMES)
@@ -127,7 +127,7 @@ def test_track_id_layout_takes_features_from_the_catalog(tmp_path, monkeypatch):
     [
         ("", "no `image` column"),
         ("path,track_id\na.jpg,t1\n", "no `image` column"),
-        ("image,valence\na.jpg,0.5\n", "no `track_id` column and missing acousticness"),
+        ("image,valence\na.jpg,0.5\n", "no `track_id` or `genre` column and missing acousticness"),
         ("image,track_id\na.jpg,t1,extra\n", "line 2 has 3 fields, the header has 2"),
         ("image,track_id\na.jpg,\n", "line 2 has an empty track_id"),
         ("image,track_id\n,t1\n", "line 2 has an empty image path"),

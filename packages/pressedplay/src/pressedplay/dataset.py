@@ -13,6 +13,7 @@ import math
 import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -194,6 +195,7 @@ class DatasetWriter:
         *,
         size: tuple[int, int] | None = None,
         skipped: Mapping[str, int] | None = None,
+        genre: str | None = None,
     ) -> bool:
         """Store a cover and pair it with its tracks; False when it was skipped and counted.
 
@@ -202,13 +204,13 @@ class DatasetWriter:
         images.decode (in a worker process). The same image added twice is stored once
         with the union of its pairs. With a key, the cover is marked done in the same commit
         as the counts in `skipped` (e.g. a playlist's local files), so a resume never
-        counts them twice.
+        counts them twice. A cover with a `genre` label is kept even without tracks.
         """
         if key is not None and self.is_done(key):
             return False
         usable = [t for t in tracks if _usable(t.features)]
         reason = None
-        if not usable:
+        if not usable and genre is None:
             reason = "cover without tracks with features"
         elif size is None:
             try:
@@ -222,7 +224,7 @@ class DatasetWriter:
         self._count("track without features", missing)
         self._count("track with invalid features", len(tracks) - len(usable) - missing)
         if reason is None:
-            self._store(image, origin, usable, size)
+            self._store(image, origin, usable, size, genre)
         else:
             self._count(reason, 1)
         self._done(key)
@@ -230,7 +232,12 @@ class DatasetWriter:
         return reason is None
 
     def _store(
-        self, image: bytes, origin: str, tracks: list[TrackFeatures], size: tuple[int, int]
+        self,
+        image: bytes,
+        origin: str,
+        tracks: list[TrackFeatures],
+        size: tuple[int, int],
+        genre: str | None,
     ) -> None:
         sha = hashlib.sha256(image).hexdigest()
         row = self.conn.execute("SELECT id FROM covers WHERE sha256 = ?", (sha,)).fetchone()
@@ -249,6 +256,8 @@ class DatasetWriter:
         self.conn.executemany(
             "INSERT OR IGNORE INTO pairs VALUES (?, ?)", [(cover_id, t.id) for t in tracks]
         )
+        if genre is not None:
+            self.conn.execute("INSERT OR IGNORE INTO cover_genres VALUES (?, ?)", (cover_id, genre))
 
     def finish(self) -> dict:
         """Compute feature statistics and rename OUT.partial to OUT; returns info(OUT)."""
@@ -276,13 +285,16 @@ class DatasetWriter:
         if not len(features):
             features = np.array(conn.execute(values).fetchall())
         conn.execute("DELETE FROM feature_stats")
-        # A constant feature is left unscaled rather than divided by zero.
+        # A constant feature is left unscaled rather than divided by zero; a dataset of
+        # genre labels alone has no features to standardise.
         conn.executemany(
             "INSERT INTO feature_stats VALUES (?, ?, ?)",
             [
                 (name, float(mean), float(std) if std > 0 else 1.0)
                 for name, mean, std in zip(NAMES, features.mean(0), features.std(0), strict=True)
-            ],
+            ]
+            if len(features)
+            else [],
         )
         conn.executemany(
             "INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -318,6 +330,20 @@ def connect_readonly(db: Path) -> sqlite3.Connection:
     return conn
 
 
+def cover_genres(conn: sqlite3.Connection, split: str = "all") -> list[tuple[int, str]]:
+    """(cover id, genre) of the labelled covers of a split ("all": every split), in id
+    order; none for datasets made before genre labels existed."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    if "cover_genres" not in tables:
+        return []
+    where = "" if split == "all" else " WHERE covers.split = ?"
+    return conn.execute(
+        "SELECT covers.id, genre FROM cover_genres JOIN covers ON covers.id = cover_id"
+        f"{where} ORDER BY covers.id",
+        () if split == "all" else (split,),
+    ).fetchall()
+
+
 def info(db: Path) -> dict:
     """Counts, skip reasons, splits and feature statistics of a dataset."""
     conn = connect_readonly(db)
@@ -346,6 +372,7 @@ def info(db: Path) -> dict:
                 name: {"mean": mean, "std": std}
                 for name, mean, std in conn.execute("SELECT feature, mean, std FROM feature_stats")
             },
+            "genres": dict(sorted(Counter(genre for _, genre in cover_genres(conn)).items())),
         }
     finally:
         conn.close()

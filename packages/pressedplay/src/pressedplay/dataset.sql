@@ -1,6 +1,6 @@
 -- A cover dataset (pressedplay.dataset): each cover image is stored once and paired with
 -- the audio features of each of its tracks (one image, many targets).
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- source, seed, created_at
 
@@ -35,6 +35,13 @@ CREATE TABLE pairs (
     cover_id INTEGER NOT NULL REFERENCES covers(id),
     track_id TEXT NOT NULL REFERENCES tracks(id),
     PRIMARY KEY (cover_id, track_id)
+) WITHOUT ROWID;
+
+-- A cover's genre label (a folder's labels CSV with a genre column), for judging whether
+-- predicted features tell genres apart (`evaluate`); such a cover needs no tracks.
+CREATE TABLE cover_genres (
+    cover_id INTEGER PRIMARY KEY REFERENCES covers(id),
+    genre TEXT NOT NULL
 ) WITHOUT ROWID;
 
 -- Why inputs were left out, counted (e.g. "track without features", "corrupt image").

@@ -1,15 +1,22 @@
-"""Score a trained model on a split of a cover dataset against three baselines.
+"""Score a trained model on a cover dataset against four baselines, with 95% intervals.
 
-Errors are over the split's (cover, track) pairs, in the dataset's standardised units
-(feature_stats: train-split mean and std), so every feature counts alike and a model
-that always answers the train mean scores an MSE of about 1. The baselines:
+Errors are over the evaluated covers' (cover, track) pairs, in the evaluated dataset's
+standardised units (feature_stats: its train-split mean and std), so every feature counts
+alike and a model that always answers the train mean scores an MSE of about 1. The
+baselines are fitted on the run's own training data (the dataset its checkpoint records),
+never on the covers being scored, so `--db OTHER --split all` is an external test:
 
-- mean: the train split's mean target, whatever the image;
+- mean: the training split's mean target, whatever the image;
 - ridge: ridge regression on the image's colour statistics (`colour_stats.NAMES`,
   standardised on the train covers), fitted on the train split, with one penalty per
   feature chosen on the valid split from a grid; the model is fitted on train only, like
   the VAE, whose checkpoint was also chosen on valid;
-- prior: the training-free colour prior.
+- prior: the training-free colour prior;
+- catalog: the catalog's mean track, the constant the prior starts from.
+
+Real test sets are small, so each MSE comes with a bootstrap 95% interval over covers, and
+so does each model's difference to the mean's (below 0 throughout: it beats the mean).
+Covers with genre labels get a genre-separation score (`genre_separation`).
 
 The VAE's predictions go from its own units to original units to the dataset's
 standardised units, so a model trained on another dataset is scored fairly.
@@ -18,12 +25,14 @@ standardised units, so a model trained on another dataset is scored fairly.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader
 
-from pressedplay import checkpoints, colour_stats, prior
+from pressedplay import checkpoints, colour_stats, genre_separation, prior
+from pressedplay.dataset import SPLITS, connect_readonly, cover_genres
 from pressedplay.devices import pick_device
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
@@ -31,6 +40,7 @@ from pressedplay.loader import CoverPairs, worker_context
 from pressedplay.predict import STATS_SIZE, VAEPredictor
 
 ALPHAS = np.logspace(-6, 3, 28)  # ridge penalties tried (per unit of weighted mean loss)
+BOOTSTRAP = 1000  # resamples of the evaluated covers for the 95% intervals
 
 
 class Split:
@@ -147,55 +157,158 @@ class Ridge:
         self.coef = np.stack([coefs[b][:, i] for i, b in enumerate(best)], axis=1)
 
 
+class Baselines:
+    """The mean and ridge baselines, fitted on a run's own training data (its dataset's
+    train split; ridge penalties on its valid split), answering in original units."""
+
+    def __init__(self, home: Path, read: dict) -> None:
+        train, valid = Split(home, "train"), Split(home, "valid")
+        stats = [
+            part.per_cover(STATS_SIZE, [colour_stats.matrix], **read)[0] for part in (train, valid)
+        ]
+        self.ridge = Ridge(stats[0], train.cover_targets, train.counts)
+        self.ridge.choose(stats[1], valid.cover_targets, valid.counts)
+        self.home_mean, self.home_std = train.pairs.mean, train.pairs.std
+        self.mean = self.home_mean + train.targets.mean(0) * self.home_std
+
+    def predict(self, stats: np.ndarray) -> dict[str, np.ndarray]:
+        """(n, 8) original-unit predictions of each baseline from colour statistics."""
+        n = len(stats)
+        return {
+            "mean": np.tile(self.mean, (n, 1)),
+            "ridge": self.home_mean + self.ridge.predict(stats) * self.home_std,
+            "prior": prior.predict_matrix(stats[:, : len(colour_stats.PRIOR_INPUTS)]),
+            "catalog": np.tile([prior.CENTRE[name] for name in NAMES], (n, 1)),
+        }
+
+
+def _home(trained_on: str | None, db: Path, split: str) -> Path:
+    """The dataset the baselines are fitted on: the one the run was trained on, or, when
+    that file is gone, the evaluated dataset's own train split (never for --split all,
+    which would fit them on the covers being scored)."""
+    if trained_on and Path(trained_on).is_file():
+        return Path(trained_on)
+    if split == "all":
+        raise UserError(
+            f"the baselines are fitted on the run's training data, and its dataset "
+            f"{trained_on or '(not recorded)'} is not there; --split all needs it"
+        )
+    return Path(db)
+
+
+def _has_pairs(db: Path, split: str) -> bool:
+    with closing(connect_readonly(db)) as conn:
+        where = "" if split == "all" else " WHERE covers.split = ?"
+        row = conn.execute(
+            f"SELECT 1 FROM pairs JOIN covers ON covers.id = pairs.cover_id{where} LIMIT 1",
+            () if split == "all" else (split,),
+        ).fetchone()
+    return row is not None
+
+
+def _intervals(
+    predictions: dict[str, np.ndarray], split: Split, rng: np.random.Generator
+) -> dict[str, dict]:
+    """Bootstrap 95% intervals over covers of each model's MSE and of its difference to
+    the mean's (the same resamples for every model)."""
+    draws = rng.integers(0, len(split.cover_ids), (BOOTSTRAP, len(split.cover_ids)))
+    pairs = split.counts[draws].sum(1) * len(NAMES)
+    sse = {}
+    for name, values in predictions.items():
+        per_pair = ((values[split.pair_cover] - split.targets) ** 2).sum(1)
+        sse[name] = np.bincount(split.pair_cover, per_pair, minlength=len(split.cover_ids))
+    mse = {name: total[draws].sum(1) / pairs for name, total in sse.items()}
+    return {
+        name: {
+            "mse_ci": _percentiles(mse[name]),
+            "minus_mean_ci": _percentiles(mse[name] - mse["mean"]),
+        }
+        for name in predictions
+    }
+
+
+def _percentiles(samples: np.ndarray) -> list[float]:
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
 def evaluate(
     model: Path,
     db: Path,
     *,
     split: str = "test",
+    catalog: str | Path | None = None,
     batch_size: int = 64,
     workers: int = 0,
     device: str = "cpu",
+    seed: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """The model's and the baselines' errors on `split`; see the module docstring.
+    """The model's and the baselines' errors on `split` ("all": every cover) of `db`, and
+    how well their predictions separate genres where `db` has genre labels (against the
+    genres of `catalog`, default tidytuesday); see the module docstring.
 
-    `progress(n)` is called as covers are read: those of train, valid and `split`.
+    `progress(n)` is called as covers are read.
     """
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
+    if split not in (*SPLITS, "all"):
+        raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)} or all.")
     vae = VAEPredictor(checkpoints.load_model(Path(model), pick_device(device)))
-    splits = {name: Split(db, name) for name in dict.fromkeys((split, "train", "valid"))}
-    evaluated, train, valid = splits[split], splits["train"], splits["valid"]
+    home = _home((vae.loaded.meta.get("config") or {}).get("db"), db, split)
     read = {"batch_size": batch_size, "workers": workers, "progress": progress}
-    functions = {name: [colour_stats.matrix] for name in splits}
-    same_size = vae.image_size == STATS_SIZE
-    if same_size:  # one pass over the split for both
-        functions[split].append(vae.predict_pixels)
-    outputs = {
-        name: part.per_cover(STATS_SIZE, functions[name], **read) for name, part in splits.items()
-    }
-    stats = {name: output[0] for name, output in outputs.items()}
-    if same_size:
-        vae_original = outputs[split][1]
-    else:
-        (vae_original,) = evaluated.per_cover(vae.image_size, [vae.predict_pixels], **read)
+    with_pairs = _has_pairs(db, split)
+    genre_labels = _genre_labels(db, split)
+    if not with_pairs and not genre_labels:
+        raise UserError(f"{db} has no covers in the {split} split with features or genre labels")
+    baselines = Baselines(home, read)
+    report: dict = {"split": split, "db": str(db), "baselines_from": str(home)}
+    report["model"] = str(vae.loaded.path)
+    rng = np.random.default_rng(seed)
+    if with_pairs:
+        evaluated = Split(db, split)
+        functions = [colour_stats.matrix, vae.predict_pixels]
+        if vae.image_size == STATS_SIZE:  # one pass over the split for both
+            stats, vae_original = evaluated.per_cover(STATS_SIZE, functions, **read)
+        else:
+            (stats,) = evaluated.per_cover(STATS_SIZE, functions[:1], **read)
+            (vae_original,) = evaluated.per_cover(vae.image_size, functions[1:], **read)
+        original = {"vae": vae_original, **baselines.predict(stats)}
+        predictions = {name: evaluated.standardise(values) for name, values in original.items()}
+        models = {name: scores(values, evaluated) for name, values in predictions.items()}
+        for name, intervals in _intervals(predictions, evaluated, rng).items():
+            models[name].update(intervals)
+        models["ridge"]["alpha"] = dict(zip(NAMES, map(float, baselines.ridge.alpha), strict=True))
+        report.update(covers=len(evaluated.cover_ids), pairs=len(evaluated.targets), models=models)
+    if genre_labels:
+        report["genres"] = _genres(db, split, catalog, vae, baselines, rng)
+    return report
 
-    ridge = Ridge(stats["train"], train.cover_targets, train.counts)
-    ridge.choose(stats["valid"], valid.cover_targets, valid.counts)
-    prior_inputs = stats[split][:, : len(colour_stats.PRIOR_INPUTS)]
-    predictions = {
-        "vae": evaluated.standardise(vae_original),
-        "mean": np.tile(train.targets.mean(0), (len(evaluated.cover_ids), 1)),
-        "ridge": ridge.predict(stats[split]),
-        "prior": evaluated.standardise(prior.predict_matrix(prior_inputs)),
-    }
-    models = {name: scores(values, evaluated) for name, values in predictions.items()}
-    models["ridge"]["alpha"] = dict(zip(NAMES, map(float, ridge.alpha), strict=True))
-    return {
-        "split": split,
-        "covers": len(evaluated.cover_ids),
-        "pairs": len(evaluated.targets),
-        "db": str(db),
-        "model": str(vae.loaded.path),
-        "models": models,
-    }
+
+def _genre_labels(db: Path, split: str) -> bool:
+    with closing(connect_readonly(db)) as conn:
+        return bool(cover_genres(conn, split))
+
+
+def _genres(
+    db: Path,
+    split: str,
+    catalog: str | Path | None,
+    vae: VAEPredictor,
+    baselines: Baselines,
+    rng: np.random.Generator,
+) -> dict:
+    """Genre separation of every model's predictions on the genre-labelled covers."""
+    centroids = genre_separation.Centroids(catalog)
+    covers = genre_separation.LabelledCovers(db, split, centroids.genres)
+    if not len(covers):
+        raise UserError(
+            f"{db}: none of the genre labels in the {split} split maps to one genre of the "
+            f"catalog ({', '.join(centroids.genres)})"
+        )
+    stats = np.concatenate([colour_stats.matrix(b) for b in covers.pixels(STATS_SIZE)])
+    vae_original = np.concatenate([vae.predict_pixels(b) for b in covers.pixels(vae.image_size)])
+    predictions = {"vae": vae_original, **baselines.predict(stats)}
+    return genre_separation.separation(
+        predictions, covers, centroids, seed=int(rng.integers(2**31))
+    )

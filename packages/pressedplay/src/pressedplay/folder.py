@@ -2,7 +2,10 @@
 
 LABELS.csv has a header with `image` (a path relative to DIR) and either the eight
 feature columns by name (one row per image-track pair; `track_id`, `name`, `artist`
-optional) or `track_id` alone (features come from the catalog). Decoding is the slow
+optional) or `track_id` alone (features come from the catalog), and optionally a genre
+column (`--genre-column`, default `genre`): a cover's genre label, which `evaluate` uses
+to judge whether predicted features tell genres apart. With the genre column alone, covers
+are stored with their genres and no tracks. Decoding is the slow
 part, so images are read and validated in a process pool while this process writes.
 """
 
@@ -21,6 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
 from pressedplay import images, inputs
 from pressedplay.dataset import DatasetWriter, TrackFeatures
@@ -33,6 +37,13 @@ _CHUNK = 32  # images per task sent to a worker: amortises the pickling round tr
 _POOL_FROM = 200
 
 Labels = dict[str, list[TrackFeatures]]
+GENRE_COLUMN = "genre"
+
+
+class LabelFile(NamedTuple):
+    tracks: Labels  # image -> its tracks (empty for a cover labelled with a genre only)
+    genres: dict[str, str]  # image -> genre label
+    skipped: Counter  # rows left out, per reason
 
 
 def build_from_folder(
@@ -44,13 +55,14 @@ def build_from_folder(
     force: bool = False,
     seed: int = 0,
     workers: int | None = None,
+    genre_column: str = GENRE_COLUMN,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Build OUT from the images in `folder` labelled by `labels_csv`; returns info(OUT)."""
     folder, labels_csv = Path(folder), Path(labels_csv)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
-    labels, skipped = read_labels(labels_csv, catalog)
+    labels, genres, skipped = read_labels(labels_csv, catalog, genre_column)
     present = {image: tracks for image, tracks in labels.items() if (folder / image).is_file()}
     skipped["label without image"] += sum(
         len(tracks) for image, tracks in labels.items() if image not in present
@@ -66,7 +78,9 @@ def build_from_folder(
         for image, data, size, reason in _load_all(folder, todo, workers):
             key = f"file:{image}"
             if reason is None:
-                writer.add_cover(data, image, present[image], key, size=size)
+                writer.add_cover(
+                    data, image, present[image], key, size=size, genre=genres.get(image)
+                )
             else:
                 writer.skip(reason, key=key)
             if progress is not None:
@@ -74,8 +88,10 @@ def build_from_folder(
         return writer.finish()
 
 
-def read_labels(labels_csv: Path, catalog: str | Path | None = None) -> tuple[Labels, Counter]:
-    """Tracks per image path (normalised, relative), and rows left out per reason."""
+def read_labels(
+    labels_csv: Path, catalog: str | Path | None = None, genre_column: str = GENRE_COLUMN
+) -> LabelFile:
+    """Tracks and genre per image path (normalised, relative), and rows left out."""
     text = inputs.read_text(labels_csv, inputs.MAX_LABELS_CSV)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
@@ -83,15 +99,23 @@ def read_labels(labels_csv: Path, catalog: str | Path | None = None) -> tuple[La
         rows = [(reader.line_num, row) for row in reader if row]
     except csv.Error as exc:
         raise UserError(f"{labels_csv}: line {reader.line_num}: {exc}") from None
-    expected = "`image` and either `track_id` or the eight feature columns " + ", ".join(NAMES)
+    expected = (
+        f"`image` and either `track_id`, `{genre_column}` or the eight feature columns "
+        + ", ".join(NAMES)
+    )
     if "image" not in header:
         raise UserError(f"{labels_csv}: the header has no `image` column; expected {expected}")
     has_features = all(name in header for name in NAMES)
-    if not has_features and "track_id" not in header:
+    has_genre = genre_column in header
+    if not has_features and "track_id" not in header and not has_genre:
         missing = ", ".join(name for name in NAMES if name not in header)
-        raise UserError(f"{labels_csv}: no `track_id` column and missing {missing}")
+        raise UserError(
+            f"{labels_csv}: no `track_id` or `{genre_column}` column and missing {missing}"
+        )
     column = {name: i for i, name in enumerate(header)}
     labels: Labels = {}
+    genres: dict[str, str] = {}
+    skipped: Counter = Counter()
     wanted: list[tuple[str, str]] = []  # (image, track id) to look up in the catalog
     for line, row in rows:
         if len(row) != len(header):
@@ -100,7 +124,13 @@ def read_labels(labels_csv: Path, catalog: str | Path | None = None) -> tuple[La
             )
         image = _relative(row[column["image"]], labels_csv, line)
         track_id = row[column["track_id"]].strip() if "track_id" in column else ""
-        if has_features:
+        genre = row[column[genre_column]].strip() if has_genre else ""
+        if genre:
+            genres.setdefault(image, genre)
+        if has_genre and not (has_features or "track_id" in column):
+            if genre:  # an empty genre labels nothing: the image counts as without labels
+                labels.setdefault(image, [])
+        elif has_features:
             tracks = labels.setdefault(image, [])
             tracks.append(
                 TrackFeatures(
@@ -114,7 +144,6 @@ def read_labels(labels_csv: Path, catalog: str | Path | None = None) -> tuple[La
             raise UserError(f"{labels_csv}: line {line} has an empty track_id")
         else:
             wanted.append((image, track_id))
-    skipped: Counter = Counter()
     if wanted:
         from pressedplay.catalog import Catalog, resolve_catalog
 
@@ -127,7 +156,7 @@ def read_labels(labels_csv: Path, catalog: str | Path | None = None) -> tuple[La
                 skipped["track not in catalog"] += 1
             else:
                 tracks.append(TrackFeatures(track.id, track.name, track.artist, track.features))
-    return labels, skipped
+    return LabelFile(labels, genres, skipped)
 
 
 def _relative(text: str, labels_csv: Path, line: int) -> str:

@@ -98,8 +98,8 @@ class CoverPairs(Dataset):
         targets: Targets = "pairs",
         distortion: Distortions = "all",
     ) -> None:
-        if split not in SPLITS:
-            raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+        if split not in (*SPLITS, "all"):
+            raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)} or all.")
         if targets not in TARGETS:
             raise UserError(f"unknown targets {targets!r}; choose one of {', '.join(TARGETS)}.")
         self.db = Path(db)
@@ -112,8 +112,8 @@ class CoverPairs(Dataset):
             rows = conn.execute(
                 f"SELECT p.cover_id, {columns} FROM pairs p "
                 "JOIN covers c ON c.id = p.cover_id JOIN tracks t ON t.id = p.track_id "
-                "WHERE c.split = ? ORDER BY p.cover_id, p.track_id",
-                (split,),
+                f"{'' if split == 'all' else 'WHERE c.split = ? '}ORDER BY p.cover_id, p.track_id",
+                () if split == "all" else (split,),
             ).fetchall()
         cover_ids = np.array([row[0] for row in rows], dtype=np.int64)
         features = np.array([row[1:] for row in rows], dtype=np.float64).reshape(-1, len(NAMES))

@@ -40,7 +40,7 @@ LabelsOption = Annotated[
     typer.Option(
         metavar="LABELS.csv",
         help="With --source folder: CSV with `image` (path relative to DIR) and "
-        "`track_id` or the eight feature columns.",
+        "`track_id`, the eight feature columns or a genre column.",
     ),
 ]
 FeatureCatalogOption = Annotated[
@@ -69,6 +69,13 @@ WorkersOption = Annotated[
     int | None,
     typer.Option(min=1, help="With --source folder: processes decoding images (default: cores)."),
 ]
+GenreColumnOption = Annotated[
+    str,
+    typer.Option(
+        metavar="NAME",
+        help="With --source folder: the labels column holding each cover's genre, if any.",
+    ),
+]
 SplitSeedOption = Annotated[
     int, typer.Option(min=0, help="Seed of the train/valid/test split and of --materialize.")
 ]
@@ -89,6 +96,7 @@ def build_db(
     query: QueryOption = None,
     limit: LimitOption = None,
     workers: WorkersOption = None,
+    genre_column: GenreColumnOption = "genre",
     seed: SplitSeedOption = 0,
     materialize: MaterializeOption = None,
     force: DatasetForce = False,
@@ -100,7 +108,8 @@ def build_db(
     unusable images and tracks are counted, never fatal. OUT appears only when complete.
     """
     spotify_only = {"--playlist": playlist, "--user": user, "--query": query, "--limit": limit}
-    _check_source(source, folder is not None, labels is not None, workers is not None, spotify_only)
+    folder_only = workers is not None or genre_column != "genre"
+    _check_source(source, folder is not None, labels is not None, folder_only, spotify_only)
     bar, advance = count_progress("covers" if source == "folder" else "playlists")
     with bar:
         if source == "folder":
@@ -114,6 +123,7 @@ def build_db(
                 force=force,
                 seed=seed,
                 workers=workers,
+                genre_column=genre_column,
                 progress=advance,
             )
         else:
@@ -146,7 +156,7 @@ def build_db(
 
 
 def _check_source(
-    source: str | None, folder: bool, labels: bool, workers: bool, spotify_only: dict
+    source: str | None, folder: bool, labels: bool, folder_only: bool, spotify_only: dict
 ) -> None:
     """UserError unless the options given are those of one source, complete."""
     if source is None:
@@ -158,8 +168,10 @@ def _check_source(
         if extra:
             raise UserError(f"{', '.join(extra)} only go with --source spotify")
     elif source == "spotify":
-        if folder or labels or workers:
-            raise UserError("DIR, --labels and --workers only go with --source folder")
+        if folder or labels or folder_only:
+            raise UserError(
+                "DIR, --labels, --workers and --genre-column only go with --source folder"
+            )
         if not any(spotify_only[name] for name in ("--playlist", "--user", "--query")):
             raise UserError("--source spotify needs --playlist, --user or --query")
     else:

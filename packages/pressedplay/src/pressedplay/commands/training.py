@@ -15,6 +15,7 @@ from rich.table import Table
 from pressedplay.commands.console import count_progress, err, out, progress_bar
 from pressedplay.commands.options import DbOption, DeviceOption, FeedbackDbOption, JsonOption
 from pressedplay.errors import UserError
+from pressedplay.terminal import printable
 
 RunDirArgument = Annotated[
     Path | None,
@@ -193,14 +194,21 @@ def evaluate_command(
         Path, typer.Argument(metavar="RUN_DIR", help="A run directory or checkpoint file.")
     ],
     db: DbOption = Path("data/covers.db"),
-    split: Annotated[str, typer.Option(help="train, valid or test.")] = "test",
+    split: Annotated[
+        str, typer.Option(help="train, valid, test, or all (another dataset as a test set).")
+    ] = "test",
+    catalog: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Catalog whose genres judge genre-labelled covers."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
     workers: Annotated[int, typer.Option(min=0, help="Data loader processes.")] = 2,
     device: DeviceOption = "auto",
     json_: JsonOption = False,
 ) -> None:
     """Per-feature MSE and MAE of the model against the mean predictor, a ridge
-    regression on colour statistics and the colour prior (standardised units)."""
+    regression on colour statistics, the colour prior and the catalog's mean (standardised
+    units, bootstrap 95% intervals), and genre separation on genre-labelled covers."""
     from pressedplay.evaluate import evaluate
 
     bar, advance = count_progress("evaluating")
@@ -209,6 +217,7 @@ def evaluate_command(
             model,
             db,
             split=split,
+            catalog=catalog,
             batch_size=batch_size,
             workers=workers,
             device=device,
@@ -217,16 +226,32 @@ def evaluate_command(
     if json_:
         print(json.dumps(report))
         return
+    if "models" in report:
+        _print_errors(report)
+    if "genres" in report:
+        _print_genres(report)
+
+
+def _print_errors(report: dict) -> None:
     models = report["models"]
     out.print(
-        f"{report['split']} split of {report['db']}: {report['covers']:,} covers, "
-        f"{report['pairs']:,} pairs; errors in standardised units"
+        f"{report['split']} split of {printable(report['db'])}: {report['covers']:,} covers, "
+        f"{report['pairs']:,} pairs; errors in standardised units, baselines fitted on "
+        f"{printable(report['baselines_from'])}; [95% bootstrap intervals]"
     )
-    summary = Table("model", "MSE", "MAE", "MSE / mean's")
+    summary = Table("model", "MSE", "MAE", "MSE / mean's", "MSE - mean's")
     reference = models["mean"]["mse"]
     for name, scores in models.items():
         ratio = scores["mse"] / reference if reference else float("nan")
-        summary.add_row(name, f"{scores['mse']:.4f}", f"{scores['mae']:.4f}", f"{ratio:.2f}")
+        low, high = scores["mse_ci"]
+        d_low, d_high = scores["minus_mean_ci"]
+        summary.add_row(
+            name,
+            f"{scores['mse']:.4f} [{low:.3f}, {high:.3f}]",
+            f"{scores['mae']:.4f}",
+            f"{ratio:.2f}",
+            f"{scores['mse'] - reference:+.4f} [{d_low:+.3f}, {d_high:+.3f}]",
+        )
     out.print(summary)
     per_feature = Table("feature", *(f"{name} MSE" for name in models))
     for feature in models["vae"]["per_feature"]:
@@ -234,3 +259,26 @@ def evaluate_command(
             feature, *(f"{models[m]['per_feature'][feature]['mse']:.3f}" for m in models)
         )
     out.print(per_feature)
+
+
+def _print_genres(report: dict) -> None:
+    genres = report["genres"]
+    counts = ", ".join(f"{printable(g)} {n}" for g, n in genres["genres"].items())
+    out.print(
+        f"genre separation: {genres['covers']:,} covers labelled with one catalog genre "
+        f"({counts}; {genres['left_out']:,} left out); chance AUC 0.5"
+    )
+    table = Table(
+        "model", "pairwise AUC", "nearest-centroid accuracy", "chance", "accuracy - chance"
+    )
+    for name, scores in genres["models"].items():
+        low, high = scores["auc_ci"]
+        d_low, d_high = scores["accuracy_minus_chance_ci"]
+        table.add_row(
+            name,
+            f"{scores['auc']:.3f} [{low:.3f}, {high:.3f}]",
+            f"{scores['accuracy']:.3f}",
+            f"{scores['chance']:.3f}",
+            f"{scores['accuracy'] - scores['chance']:+.3f} [{d_low:+.3f}, {d_high:+.3f}]",
+        )
+    out.print(table)
