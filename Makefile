@@ -8,7 +8,7 @@ MPD_ZIP := data/spotify_million_playlist_dataset.zip
 DEMO := data/demo
 
 .PHONY: demo test lint bench-build-db bench-train bench-losses bench-generate bench-generate-trecs \
-	bench-generate-pressedplay bench-evaluate bench-challenge bench-dataset bench-predict bench-prior bench-server clean-demo
+	bench-generate-pressedplay bench-evaluate bench-challenge bench-dataset bench-predict bench-prior bench-real-covers bench-server clean-demo
 
 ## demo: the main job end to end on built-in synthetic data, no network
 # The first track of demo playlist 0 (synth-mpd --seed 0; tests/trecs/test_synth.py pins it).
@@ -116,6 +116,9 @@ bench-predict:
 # pressedplay serve under 50 concurrent uploads: /api/config latency, upload p99, memory
 bench-prior:
 	$(PYTHON) benchmarks/prior_calibration.py
+
+bench-real-covers:
+	$(PYTHON) benchmarks/real_covers.py
 
 bench-server:
 	$(PYTHON) benchmarks/server_burst.py

@@ -13,11 +13,12 @@ import torch
 from pressedplay import checkpoints, colour_stats, prior
 from pressedplay.dataset import info
 from pressedplay.errors import UserError
-from pressedplay.evaluate import ALPHAS, Ridge, evaluate
+from pressedplay.evaluate import evaluate
 from pressedplay.features import NAMES
 from pressedplay.loader import load_image
 from pressedplay.model import VAEAttention
 from pressedplay.predict import load_predictor
+from pressedplay.ridge import ALPHAS, Ridge
 from pressedplay.synth_covers import synth_covers
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

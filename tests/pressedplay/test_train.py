@@ -76,6 +76,8 @@ def test_a_run_writes_checkpoints_metrics_and_tensorboard(db, tmp_path):
         "seconds",
         "device",
         "world_size",
+        "chosen",
+        "valid_mse",
     }
     assert summary["device"] == "cpu" and summary["world_size"] == 1 and summary["epochs"] == 3
     logged = rows(run_dir)
@@ -126,6 +128,7 @@ def test_validation_is_the_mse_over_the_valid_pairs(db, tmp_path):
         errors = torch.cat([model(images).features - targets for images, targets, _ in loader])
     assert len(errors) == len(pairs)
     assert summary["best_val_mse"] == pytest.approx(errors.pow(2).mean().item(), rel=1e-5)
+    assert summary["valid_mse"]["vae"] == pytest.approx(summary["best_val_mse"], rel=1e-5)
     assert rows(run_dir)[0]["val_mae"] == pytest.approx(errors.abs().mean().item(), rel=1e-5)
 
 
@@ -136,6 +139,10 @@ def test_it_learns_better_than_the_mean_predictor(db, tmp_path):
 
     mean_predictor = float((CoverPairs(db, "valid", augment=False).targets ** 2).mean())
     assert summary["best_val_mse"] < 0.85 * mean_predictor
+    assert summary["valid_mse"]["mean"] == pytest.approx(mean_predictor, rel=1e-5)
+    # Synthetic covers carry their features in colour and texture: a learned candidate wins.
+    assert summary["chosen"] != "mean"
+    assert summary["valid_mse"]["mean"] > 1.2 * min(summary["valid_mse"].values())
     first = rows(tmp_path / "run")[0]["val_mse"]
     assert summary["best_val_mse"] < first
 

@@ -37,9 +37,9 @@ from pressedplay.devices import pick_device
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.loader import CoverPairs, worker_context
-from pressedplay.predict import STATS_SIZE, VAEPredictor
+from pressedplay.predict import STATS_SIZE, ChosenPredictor, Predictor, VAEPredictor, load_choice
+from pressedplay.ridge import Ridge
 
-ALPHAS = np.logspace(-6, 3, 28)  # ridge penalties tried (per unit of weighted mean loss)
 BOOTSTRAP = 1000  # resamples of the evaluated covers for the 95% intervals
 
 
@@ -116,45 +116,6 @@ def scores(predicted: np.ndarray, split: Split) -> dict:
             name: {"mse": float(mse[i]), "mae": float(mae[i])} for i, name in enumerate(NAMES)
         },
     }
-
-
-class Ridge:
-    """Multi-output ridge regression with weighted examples and an unpenalised intercept.
-
-    Covers are weighted by their number of tracks, which makes a fit on per-cover mean
-    targets the same as a fit on every (cover, track) pair. Inputs are standardised with
-    the weighted train statistics; the penalty is per unit of weighted mean squared error,
-    so one grid suits any dataset size. Each output has its own penalty (`choose`).
-    """
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> None:
-        w = weights / weights.sum()
-        self.x_mean = w @ x
-        std = np.sqrt(w @ (x - self.x_mean) ** 2)
-        self.x_std = np.where(std > 1e-12, std, 1.0)  # a constant input stays 0
-        self.y_mean = w @ y
-        z = (x - self.x_mean) / self.x_std
-        self.gram = z.T @ (z * w[:, None])
-        self.cross = z.T @ ((y - self.y_mean) * w[:, None])
-        self.alpha = np.full(y.shape[1], ALPHAS[0])
-        self.coef = self.solve(ALPHAS[0])
-
-    def solve(self, alpha: float) -> np.ndarray:
-        """(inputs, outputs) coefficients at penalty alpha."""
-        return np.linalg.solve(self.gram + alpha * np.eye(len(self.gram)), self.cross)
-
-    def predict(self, x: np.ndarray, coef: np.ndarray | None = None) -> np.ndarray:
-        z = (x - self.x_mean) / self.x_std
-        return self.y_mean + z @ (self.coef if coef is None else coef)
-
-    def choose(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> None:
-        """Per output, keep the penalty of ALPHAS with the lowest weighted squared error
-        on held-out (x, y)."""
-        coefs = [self.solve(alpha) for alpha in ALPHAS]
-        errors = np.stack([weights @ (self.predict(x, coef) - y) ** 2 for coef in coefs])
-        best = errors.argmin(0)  # per output
-        self.alpha = ALPHAS[best]
-        self.coef = np.stack([coefs[b][:, i] for i, b in enumerate(best)], axis=1)
 
 
 class Baselines:
@@ -264,16 +225,16 @@ def evaluate(
     baselines = Baselines(home, read)
     report: dict = {"split": split, "db": str(db), "baselines_from": str(home)}
     report["model"] = str(vae.loaded.path)
+    answers = _learned(Path(model), vae)
+    if "run" in answers:
+        report["chosen"] = answers["run"].chosen
     rng = np.random.default_rng(seed)
     if with_pairs:
         evaluated = Split(db, split)
-        functions = [colour_stats.matrix, vae.predict_pixels]
-        if vae.image_size == STATS_SIZE:  # one pass over the split for both
-            stats, vae_original = evaluated.per_cover(STATS_SIZE, functions, **read)
-        else:
-            (stats,) = evaluated.per_cover(STATS_SIZE, functions[:1], **read)
-            (vae_original,) = evaluated.per_cover(vae.image_size, functions[1:], **read)
-        original = {"vae": vae_original, **baselines.predict(stats)}
+        stats, learned = predict_covers(
+            lambda size, functions: evaluated.per_cover(size, functions, **read), answers
+        )
+        original = {**learned, **baselines.predict(stats)}
         predictions = {name: evaluated.standardise(values) for name, values in original.items()}
         models = {name: scores(values, evaluated) for name, values in predictions.items()}
         for name, intervals in _intervals(predictions, evaluated, rng).items():
@@ -281,8 +242,33 @@ def evaluate(
         models["ridge"]["alpha"] = dict(zip(NAMES, map(float, baselines.ridge.alpha), strict=True))
         report.update(covers=len(evaluated.cover_ids), pairs=len(evaluated.targets), models=models)
     if genre_labels:
-        report["genres"] = _genres(db, split, catalog, vae, baselines, rng)
+        report["genres"] = _genres(db, split, catalog, answers, baselines, rng)
     return report
+
+
+def _learned(model: Path, vae: VAEPredictor) -> dict[str, Predictor]:
+    """The run's VAE, and the predictor `train` chose for it when that is another
+    (`candidates`): as "run", what `predict RUN` answers with."""
+    record = load_choice(Path(model))
+    if record is None or record["chosen"] == "vae":
+        return {"vae": vae}
+    return {"vae": vae, "run": ChosenPredictor(vae, record)}
+
+
+def predict_covers(
+    per_cover: Callable[[int, list], list[np.ndarray]], answers: dict[str, Predictor]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Colour statistics and each predictor's answers (original units) for the same
+    covers, one pass over them per image size; `per_cover(size, functions)` applies the
+    functions to the covers squashed to size x size."""
+    sizes: dict[int, list] = {STATS_SIZE: [colour_stats.matrix]}
+    where = {}
+    for name, predictor in answers.items():
+        functions = sizes.setdefault(predictor.image_size, [])
+        where[name] = (predictor.image_size, len(functions))
+        functions.append(predictor.predict_pixels)
+    outputs = {size: per_cover(size, functions) for size, functions in sizes.items()}
+    return outputs[STATS_SIZE][0], {name: outputs[size][i] for name, (size, i) in where.items()}
 
 
 def _genre_labels(db: Path, split: str) -> bool:
@@ -294,7 +280,7 @@ def _genres(
     db: Path,
     split: str,
     catalog: str | Path | None,
-    vae: VAEPredictor,
+    answers: dict[str, Predictor],
     baselines: Baselines,
     rng: np.random.Generator,
 ) -> dict:
@@ -306,9 +292,13 @@ def _genres(
             f"{db}: none of the genre labels in the {split} split maps to one genre of the "
             f"catalog ({', '.join(centroids.genres)})"
         )
-    stats = np.concatenate([colour_stats.matrix(b) for b in covers.pixels(STATS_SIZE)])
-    vae_original = np.concatenate([vae.predict_pixels(b) for b in covers.pixels(vae.image_size)])
-    predictions = {"vae": vae_original, **baselines.predict(stats)}
+
+    def per_cover(size: int, functions: list) -> list[np.ndarray]:
+        batches = covers.pixels(size)
+        return [np.concatenate([function(b) for b in batches]) for function in functions]
+
+    stats, learned = predict_covers(per_cover, answers)
+    predictions = {**learned, **baselines.predict(stats)}
     return genre_separation.separation(
         predictions, covers, centroids, seed=int(rng.integers(2**31))
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from pressedplay import checkpoints, colour_stats, images, inputs, prior
 from pressedplay.augment import normalise
@@ -22,8 +23,11 @@ from pressedplay.devices import pick_device
 from pressedplay.errors import UserError
 from pressedplay.features import NAMES
 from pressedplay.loader import load_image
+from pressedplay.ridge import Ridge
 
 PRIOR = "prior"
+CANDIDATES_FILE = "candidates.json"  # what `train` chose (`candidates`)
+CANDIDATES = ("vae", "ridge", "blend", "mean")  # in order of preference on a tie
 STATS_SIZE = 128  # colour statistics are measured on covers squashed to this size
 
 
@@ -77,11 +81,75 @@ class VAEPredictor(Predictor):
         return self.loaded.to_original(standardised.double().cpu().numpy())
 
 
+class ChosenPredictor(Predictor):
+    """A run's answer when `train` chose ridge, the blend or the mean over its VAE
+    (`candidates`): the same predictions as on the valid split it was chosen on."""
+
+    def __init__(self, vae: VAEPredictor, record: dict) -> None:
+        self.vae, self.chosen = vae, record["chosen"]
+        self.ridge = Ridge.from_dict(record["ridge"])
+        self.mean = np.asarray(record["mean"], dtype=np.float64)
+        self.units = (np.asarray(record["feature_mean"]), np.asarray(record["feature_std"]))
+        self.name = f"{self.chosen} (chosen on valid) {vae.loaded.path.parent}"
+        self.image_size = vae.image_size if self.chosen == "blend" else STATS_SIZE
+
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        if self.chosen == "mean":
+            standardised = np.tile(self.mean, (len(pixels), 1))
+        else:
+            standardised = self.ridge.predict(colour_stats.matrix(_at_stats_size(pixels)))
+        original = standardised * self.units[1] + self.units[0]
+        if self.chosen == "blend":
+            original = (original + self.vae.predict_pixels(pixels)) / 2
+        return original
+
+
+def _at_stats_size(pixels: np.ndarray) -> np.ndarray:
+    """Colour statistics are measured at STATS_SIZE (edge density depends on scale)."""
+    if pixels.shape[1] == STATS_SIZE:
+        return pixels
+    size = (STATS_SIZE, STATS_SIZE)
+    return np.stack(
+        [np.asarray(Image.fromarray(p).resize(size, Image.Resampling.BILINEAR)) for p in pixels]
+    )
+
+
+def load_choice(run_dir: Path) -> dict | None:
+    """A run's candidates.json, or None for runs trained before it existed (or a
+    checkpoint file given instead of a run): those answer with their VAE."""
+    path = Path(run_dir) / CANDIDATES_FILE
+    if not Path(run_dir).is_dir() or not path.is_file():
+        return None
+    record = inputs.read_json(path)
+    try:
+        ridge = Ridge.from_dict(record["ridge"])
+        shapes = [np.shape(record[k]) for k in ("mean", "feature_mean", "feature_std")]
+        valid = (
+            record["chosen"] in CANDIDATES
+            and ridge.coef.shape == (len(colour_stats.NAMES), len(NAMES))
+            and all(len(getattr(ridge, k)) == len(colour_stats.NAMES) for k in ("x_mean", "x_std"))
+            and ridge.y_mean.shape == (len(NAMES),)
+            and shapes == [(len(NAMES),)] * 3
+            and all(
+                np.isfinite(np.asarray(record[k], dtype=np.float64)).all()
+                for k in ("mean", "feature_mean", "feature_std")
+            )
+            and all(np.isfinite(getattr(ridge, k)).all() for k in ("x_mean", "x_std", "coef"))
+        )
+    except (KeyError, TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise UserError(f"{path} is not a pressedplay candidates file")
+    return record
+
+
 def load_predictor(
     spec: str | Path | None, *, device: str = "cpu", sample: bool = False, seed: int = 0
 ) -> Predictor:
     """`prior`, a run directory or checkpoint file, or None: the latest trained run,
-    else the colour prior. On CPU, torch gets one intra-op thread (for the process)."""
+    else the colour prior. A run directory answers with the candidate `train` chose
+    (`candidates`; with `sample`, always its VAE), a checkpoint file with its VAE. On CPU,
+    torch gets one intra-op thread (for the process)."""
     _inference_threads(device)
     if spec is None:
         spec = checkpoints.latest_run()
@@ -90,7 +158,11 @@ def load_predictor(
     if str(spec) == PRIOR:
         return _prior(sample)
     loaded = checkpoints.load_model(Path(spec), pick_device(device))
-    return VAEPredictor(loaded, sample=sample, seed=seed)
+    vae = VAEPredictor(loaded, sample=sample, seed=seed)
+    record = None if sample else load_choice(Path(spec))
+    if record is None or record["chosen"] == "vae":
+        return vae
+    return ChosenPredictor(vae, record)
 
 
 def _inference_threads(device: str) -> None:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pressedplay import checkpoints
+from pressedplay import candidates, checkpoints
 from pressedplay import config as run_config
 from pressedplay.atomic import replacing
 from pressedplay.augment import eval_transform
@@ -172,7 +172,8 @@ def train(
     """Train (or resume, or fine-tune with feedback) the run in `run_dir` on `db`.
 
     Returns {"run_dir", "epochs", "best_epoch", "best_val_mse", "last_val_mse",
-    "seconds", "device", "world_size"}, the same on every process.
+    "seconds", "device", "world_size"}, the same on every process, and on rank 0 the
+    candidate predictor chosen on the valid split: "chosen", "valid_mse" (`candidates`).
     """
     began = time.perf_counter()
     run_dir, db = Path(run_dir), Path(db)
@@ -188,6 +189,8 @@ def train(
         cluster.barrier()
         summary = run.fit(progress if cluster.main else None)
         if cluster.main:  # `predict` and `generate` default to the latest trained run
+            feedback = run.state.phase == "feedback"
+            summary.update(candidates.choose(run_dir, db, feedback=feedback))
             checkpoints.remember_run(run_dir)
     summary["seconds"] = time.perf_counter() - began
     return summary

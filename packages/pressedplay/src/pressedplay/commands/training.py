@@ -100,7 +100,9 @@ def train_command(
     """Train the image-to-features VAE on a cover dataset (torchrun for several GPUs).
 
     Checkpoints go to RUN_DIR/best.pt (lowest validation MSE) and RUN_DIR/last.pt, curves
-    to RUN_DIR/metrics.jsonl and RUN_DIR/tensorboard.
+    to RUN_DIR/metrics.jsonl and RUN_DIR/tensorboard. Then the VAE, ridge on colour
+    statistics, their blend and the mean are scored on the valid split; predict answers
+    with the best (RUN_DIR/candidates.json).
     """
     from pressedplay import checkpoints
     from pressedplay.config import for_run
@@ -147,6 +149,8 @@ def train_command(
         f"best valid MSE {summary['best_val_mse']:.4f} (epoch {summary['best_epoch']}) "
         f"-> {run_dir / checkpoints.BEST}"
     )
+    scored = ", ".join(f"{name} {mse:.4f}" for name, mse in summary["valid_mse"].items())
+    out.print(f"valid MSE of the candidates: {scored}; predict answers with {summary['chosen']}")
 
 
 def _feedback_defaults(
