@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -189,6 +190,38 @@ def test_real_mpd_playlists_build(cli, tmp_path):
         "WHERE m.playlist_id = 0 ORDER BY m.pos LIMIT 1"
     ).fetchone()[0]
     assert first == real[0]["tracks"][0]["track_uri"]
+
+
+def test_small_build_is_pinned(tmp_path):
+    """Every row of a three-slice build from two worker processes, pinned: ids, positions
+    and values must not change when the builder is made faster."""
+    real = json.loads((FIXTURES / "mpd.slice.0-999.json").read_text())["playlists"]
+    folder = tmp_path / "in"
+    for start, chunk in ((0, real[:2]), (1000, real[2:4]), (2000, real[4:])):
+        write_slice(folder, chunk, f"mpd.slice.{start}-{start + 999}.json")
+    build_database(tmp_path / "out.db", [folder], workers=2)
+    rows = tables(tmp_path / "out.db")
+    assert {name: len(r) for name, r in rows.items()} == {
+        "artists": 266,
+        "albums": 338,
+        "tracks": 402,
+        "playlists": 5,
+        "playlist_track_memberships": 405,
+        "splits": 3,
+        "split_memberships": 5,
+    }
+    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    assert digest == "00528d2becad1909d2373783aa1a0a197d3108a31580243ea118bf0449f3ac80"
+    meta = dict(sqlite3.connect(tmp_path / "out.db").execute("SELECT key, value FROM meta"))
+    assert meta | {"trecs_version": ""} == {
+        "format_version": "1",
+        "trecs_version": "",
+        "split_seed": "42",
+        "split_fractions": "[0.8, 0.1, 0.1]",
+        "slices": "3",
+        "skipped": "{}",
+        "features": "false",
+    }
 
 
 # --- bad input: one clear line, exit 2, no database left behind -------------------------

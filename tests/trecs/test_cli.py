@@ -7,8 +7,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+
+from trecs.synth import synth_mpd
 
 COMMANDS = ["synth-mpd", "build-db", "verify", "info"]
 ENTRY = "from trecs.cli import main; main()"
@@ -70,11 +73,29 @@ def test_console_script_has_no_traceback(tmp_path):
     assert proc.stderr.strip() == f"error: {tmp_path / 'nope'}: no such file or directory"
 
 
+@pytest.fixture(scope="module")
+def long_mpd(tmp_path_factory) -> Path:
+    """10,000 playlists: a build of a second or more, so the signal lands before it ends even
+    when the test process is descheduled on a busy machine."""
+    out = tmp_path_factory.mktemp("long") / "mpd"
+    synth_mpd(out, playlists=10_000, tracks=5_000, seed=8)
+    return out
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
-def test_interrupted_build_leaves_no_database(mpd_dir, tmp_path, sig):
+def test_interrupted_build_leaves_no_database(long_mpd, tmp_path, sig):
     out = tmp_path / "mpd.db"
     proc = subprocess.Popen(
-        [sys.executable, "-c", INTERRUPTIBLE, "build-db", str(out), str(mpd_dir), "--workers", "1"],
+        [
+            sys.executable,
+            "-c",
+            INTERRUPTIBLE,
+            "build-db",
+            str(out),
+            str(long_mpd),
+            "--workers",
+            "1",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

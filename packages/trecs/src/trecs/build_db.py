@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from trecs import __version__
@@ -202,19 +203,27 @@ class _Writer:
     def add(self, tables: SliceTables) -> None:
         for _pid, reason in tables.skipped:
             self.skipped[_reason_kind(reason)] += 1
-        numbering = self._numbering(tables)
+        track_ids = self._numbering(tables)[tables.entries].tolist()
         keep = self._keep(tables)
-        rows = [row for row, k in zip(tables.playlists, keep, strict=True) if k]
-        lengths = tables.lengths[keep]
-        track_col = numbering[tables.entries[np.repeat(keep, tables.lengths)]]
-        pid_col = np.repeat(np.fromiter((r[0] for r in rows), np.int64, len(rows)), lengths)
-        pos_col = np.arange(len(track_col)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        rows, memberships = [], []
+        start = 0
+        for row, end, kept in zip(
+            tables.playlists, np.cumsum(tables.lengths).tolist(), keep, strict=True
+        ):
+            if kept:
+                rows.append(row)
+                memberships.append((row[0], _encode(track_ids[start:end]).decode()))
+                self.entries += end - start
+            start = end
         self.conn.executemany("INSERT INTO playlists VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        _insert_rows(
-            self.conn, "playlist_track_memberships", np.stack([pid_col, pos_col, track_col], 1)
+        # sqlite's json_each turns each playlist's track ids into rows and numbers their
+        # positions: no Python object per membership row. The JSON goes as text: sqlite
+        # 3.45 and later would read a blob as its binary JSONB.
+        self.conn.executemany(
+            "INSERT INTO playlist_track_memberships SELECT ?, key, value FROM json_each(?)",
+            memberships,
         )
-        self.pids.extend(r[0] for r in rows)
-        self.entries += len(track_col)
+        self.pids.extend(row[0] for row in rows)
 
     def _numbering(self, tables: SliceTables) -> np.ndarray:
         """The process's numbering, extended by the slice's new tracks."""
@@ -227,23 +236,29 @@ class _Writer:
         numbering[tables.first_new : size] = self._track_ids(tables.new_tracks)
         return numbering
 
-    def _keep(self, tables: SliceTables) -> np.ndarray:
+    def _keep(self, tables: SliceTables) -> list[bool]:
         """Which playlists of the slice are new; a repeated pid is an error unless lenient."""
-        keep = np.ones(len(tables.playlists), bool)
-        for index, row in enumerate(tables.playlists):
-            pid = row[0]
-            if pid in self.seen:
+        pids = [row[0] for row in tables.playlists]
+        if self.seen.isdisjoint(pids) and len(set(pids)) == len(pids):
+            self.seen.update(pids)
+            return [True] * len(pids)
+        keep = []
+        for pid in pids:
+            new = pid not in self.seen
+            if not new:
                 if not self.lenient:
                     raise UserError(f"{tables.name}: playlist {pid}: pid appears more than once")
                 self.skipped["duplicate pid"] += 1
-                keep[index] = False
+            keep.append(new)
             self.seen.add(pid)
         return keep
 
     def _track_ids(self, tracks: list[tuple]) -> list[int]:
         """Global ids of tracks, inserting those never seen (from any process) before."""
         ids = []
-        rows: dict[str, list[tuple]] = {"tracks": [], "albums": [], "artists": []}
+        track_rows: list[tuple] = []
+        album_rows: list[tuple] = []
+        artist_rows: list[tuple] = []
         track_ids, album_ids, artist_ids = self.track_ids, self.album_ids, self.artist_ids
         for uri, name, album_uri, album_name, artist_uri, artist_name, duration in tracks:
             tid = track_ids.get(uri)
@@ -252,41 +267,24 @@ class _Writer:
                 album = album_ids.get(album_uri)
                 if album is None:
                     album = album_ids[album_uri] = len(album_ids) + 1
-                    rows["albums"].append((album, album_uri, album_name))
+                    album_rows.append((album, album_uri, album_name))
                 artist = artist_ids.get(artist_uri)
                 if artist is None:
                     artist = artist_ids[artist_uri] = len(artist_ids) + 1
-                    rows["artists"].append((artist, artist_uri, artist_name))
-                rows["tracks"].append((tid, uri, name, album, artist, duration))
+                    artist_rows.append((artist, artist_uri, artist_name))
+                track_rows.append((tid, uri, name, album, artist, duration))
             ids.append(tid)
-        self.conn.executemany("INSERT INTO albums VALUES (?, ?, ?)", rows["albums"])
-        self.conn.executemany("INSERT INTO artists VALUES (?, ?, ?)", rows["artists"])
+        self.conn.executemany("INSERT INTO albums VALUES (?, ?, ?)", album_rows)
+        self.conn.executemany("INSERT INTO artists VALUES (?, ?, ?)", artist_rows)
         self.conn.executemany(
             "INSERT INTO tracks (id, uri, name, album_id, artist_id, duration_ms) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            rows["tracks"],
+            track_rows,
         )
         return ids
 
 
-ROWS_PER_INSERT = 100
-
-
-def _insert_rows(conn: sqlite3.Connection, table: str, rows: np.ndarray) -> None:
-    """Insert an integer matrix, ROWS_PER_INSERT rows per statement.
-
-    Multi-row VALUES statements cut the per-row cost of Python's executemany about
-    threefold, and the membership table is most of what the build writes.
-    """
-    width = rows.shape[1]
-    row = "(" + ", ".join("?" * width) + ")"
-    full = len(rows) // ROWS_PER_INSERT * ROWS_PER_INSERT
-    if full:
-        conn.executemany(
-            f"INSERT INTO {table} VALUES " + ", ".join([row] * ROWS_PER_INSERT),
-            rows[:full].reshape(-1, width * ROWS_PER_INSERT).tolist(),
-        )
-    conn.executemany(f"INSERT INTO {table} VALUES {row}", rows[full:].tolist())
+_encode = msgspec.json.Encoder().encode
 
 
 def _reason_kind(reason: str) -> str:

@@ -54,18 +54,26 @@ def read_bytes(path: Path, limit: int, what: str = "a file") -> bytes:
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
             raise UserError(f"{path}: not a regular file, not {what}")
         try:
-            return bounded(handle, limit, f"{path}", what)
+            return bounded(handle, limit, f"{path}", what, status.st_size)
         except OSError as exc:
             raise UserError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def bounded(handle: IO[bytes], limit: int, name: str, what: str) -> bytes:
+def bounded(handle: IO[bytes], limit: int, name: str, what: str, expected: int = 0) -> bytes:
     """Read `handle` to its end, refusing it past `limit` bytes (read while counting, not
-    trusted from a header or `stat`)."""
-    data = handle.read(limit + 1)
+    trusted from a header or `stat`).
+
+    `expected` (what `stat` or a zip header says) only sizes the first read: a read
+    asks for memory as large as its request, and a `limit`-sized one costs a fresh
+    mapping of every page of the data (3-4 times the cost of the copy).
+    """
+    data = handle.read(min(expected, limit) + 1)
+    if len(data) > expected:
+        data += handle.read(limit + 1 - len(data))
     if len(data) > limit:
         raise UserError(f"{name}: larger than {limit:,} bytes, too large for {what}")
     return data
