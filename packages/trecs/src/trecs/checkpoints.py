@@ -23,6 +23,7 @@ from trecs.config import TrainConfig, load_saved
 from trecs.errors import UserError
 from trecs.model import PlaylistTransformer
 from trecs.optim import dense_optimizer, schedule
+from trecs.parallel import barrier, is_primary
 from trecs.train_step import TrainState, init_state
 from trecs.vocab import Vocabulary
 
@@ -107,16 +108,19 @@ def set_aside(
     on_notice: Notice | None = None,
 ) -> None:
     """Move damaged checkpoints out of the way of the steps that will be saved again,
-    into RUN_DIR/damaged-checkpoints: kept, not deleted."""
+    into RUN_DIR/damaged-checkpoints: kept, not deleted. The primary process moves them;
+    the others wait for it before they look at the checkpoints again."""
     if not steps:
         return
-    aside = run_dir / "damaged-checkpoints"
-    aside.mkdir(exist_ok=True)
-    for step in steps:
-        moved = aside / f"{step}.{time.time_ns()}"
-        (run_dir / "checkpoints" / str(step)).rename(moved)
-        if on_notice is not None:
-            on_notice(f"{run_dir}: damaged checkpoint {step} moved to {moved}")
+    if is_primary():
+        aside = run_dir / "damaged-checkpoints"
+        aside.mkdir(exist_ok=True)
+        for step in steps:
+            moved = aside / f"{step}.{time.time_ns()}"
+            (run_dir / "checkpoints" / str(step)).rename(moved)
+            if on_notice is not None:
+                on_notice(f"{run_dir}: damaged checkpoint {step} moved to {moved}")
+    barrier("trecs: damaged checkpoints set aside")
     checkpoints.reload()
 
 
@@ -137,7 +141,9 @@ def load_run(run_dir: Path, on_notice: Notice | None = None) -> TrainedModel:
     config, vocab = _run_files(run_dir)
     optimizer = dense_optimizer(config.optimizer, schedule(config.optimizer, config.num_steps))
     graphdef, like = _abstract(config, optimizer)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    # On this process's first device, whatever devices and processes the run trained on.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), like)
     checkpoints = ocp.CheckpointManager((run_dir / "checkpoints").resolve())
     try:
         step, state, _ = restore_newest(

@@ -59,7 +59,7 @@ def _root(
     """trecs: playlist continuation with a transformer over the Million Playlist Dataset."""
 
 
-def _progress() -> Progress:
+def _progress(hidden: bool = False) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -69,7 +69,7 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=True,
-        disable=not err.is_terminal,
+        disable=hidden or not err.is_terminal,
     )
 
 
@@ -310,12 +310,14 @@ def train_command(
 ) -> None:
     """Train the playlist transformer (defaults: the configuration the README measures, on
     data/mpd.db into runs/trecs/default). Logs go to RUN_DIR/metrics.jsonl and
-    RUN_DIR/tensorboard; checkpoints to RUN_DIR/checkpoints."""
+    RUN_DIR/tensorboard; checkpoints to RUN_DIR/checkpoints. With several processes only
+    process 0 shows progress and prints."""
     from trecs.config import train_config
-    from trecs.parallel import initialize
+    from trecs.parallel import initialize, is_primary
     from trecs.train import train
 
     initialize(coordinator_address, num_processes, process_id)
+    primary = is_primary()
     settings = train_config(
         run_dir,
         config,
@@ -331,7 +333,7 @@ def train_command(
         shard_table=shard_table,
     )
 
-    with _progress() as progress:
+    with _progress(hidden=not primary) as progress:
         task = progress.add_task("training", total=settings.num_steps, detail="")
 
         def on_log(record: dict) -> None:
@@ -343,7 +345,15 @@ def train_command(
             if not err.is_terminal and not json_:
                 out.print(json.dumps(record))
 
-        last = train(run_dir, settings, resume=resume, on_log=on_log, on_notice=_notice)
+        last = train(
+            run_dir,
+            settings,
+            resume=resume,
+            on_log=on_log if primary else None,
+            on_notice=_notice if primary else None,
+        )
+    if not primary:
+        return
     if json_:
         print(json.dumps(last))
     else:

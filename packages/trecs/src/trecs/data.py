@@ -217,18 +217,22 @@ def loader(
     shard_count: int = 1,
 ) -> grain.IterDataset:
     """Batches of the source's playlists: each epoch visits every playlist once, in a
-    new seeded order; threads read ahead, and `workers` processes too if asked. In a
-    multi-host run each process reads its own equal-sized shard."""
-    dataset = grain.MapDataset.source(source)
-    if shard_count > 1:
-        dataset = dataset[: len(dataset) // shard_count * shard_count][shard_index::shard_count]
+    new seeded order; threads read ahead, and `workers` processes too if asked.
+
+    With `shard_count` processes, the global batch (`batch_size` rows per process) is the
+    batch one process would read at that size, and process `shard_index` reads only its
+    rows of it: the processes share every epoch out disjointly, and the run's data does not
+    depend on how many processes read it."""
     dataset = (
-        dataset.repeat(num_epochs)  # repeating before shuffling reshuffles every epoch
+        grain.MapDataset.source(source)
         .shuffle(seed=seed)
         .random_map(windows, seed=seed)
+        .repeat(num_epochs)  # after the shuffle: a new order (and new windows) each epoch
         .batch(batch_size, drop_remainder=True)
-        .to_iter_dataset()
     )
+    # Every process gets as many batches: an epoch's last, partial global batch is dropped.
+    dataset = dataset[: len(dataset) // shard_count * shard_count][shard_index::shard_count]
+    dataset = dataset.to_iter_dataset()
     if workers:
         if not flags.FLAGS.is_parsed():
             # Grain's worker processes read absl flags, which nobody parses in a library.

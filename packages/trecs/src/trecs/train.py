@@ -27,7 +27,7 @@ from trecs.db import connect
 from trecs.errors import UserError
 from trecs.model import svd_vectors
 from trecs.optim import dense_optimizer, init_table_state, schedule
-from trecs.parallel import DataParallel, padded_rows
+from trecs.parallel import DataParallel, barrier, is_primary, padded_rows
 from trecs.train_step import TrainState, init_state, make_eval_step, make_train_step, popularity
 from trecs.vocab import Vocabulary, build_vocabulary
 
@@ -35,19 +35,21 @@ from trecs.vocab import Vocabulary, build_vocabulary
 def prepare_run(run_dir: Path, config: TrainConfig, resume: bool) -> tuple[TrainConfig, Vocabulary]:
     """Check the run directory and database; build or load the vocabulary. A new run
     saves its config here; a resumed one only once its checkpoint has restored
-    (`save_config`), so that a failed resume leaves the run as it was."""
+    (`save_config`), so that a failed resume leaves the run as it was. With several
+    processes, every one checks the run before the primary writes into it, and the others
+    load the vocabulary it saved."""
     if resume:
         _check_resumable(run_dir, config)
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir}: already exists (use --resume to continue it)")
     connect(config.db).close()
+    barrier("trecs: run directory checked")
     vocab_path = run_dir / "vocab.npz"
-    if resume:
-        vocab = Vocabulary.load(vocab_path)
-    else:
-        vocab = build_vocabulary(config.db)
+    if not resume and is_primary():
         run_dir.mkdir(parents=True, exist_ok=True)
-        vocab.save(vocab_path)
+        build_vocabulary(config.db).save(vocab_path)
+    barrier("trecs: vocabulary saved")
+    vocab = Vocabulary.load(vocab_path)
     num_rows = padded_rows(config.model.num_tracks or len(vocab), config.shard_table)
     if num_rows < len(vocab):
         raise UserError(
@@ -73,7 +75,9 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
 
 
 def save_config(run_dir: Path, config: TrainConfig) -> None:
-    _write_atomically(run_dir / "config.json", config.model_dump_json(indent=2))
+    """config.json, written by the primary process only."""
+    if is_primary():
+        _write_atomically(run_dir / "config.json", config.model_dump_json(indent=2))
 
 
 def _first_difference(saved: dict, given: dict, prefix: str = "") -> str | None:
@@ -122,7 +126,7 @@ def train(
 
     token_of = vocab.token_of()
     train_source = TitledSource(config.db, "train")
-    if len(train_source) < parallel.local_batch_size:
+    if len(train_source) < config.batch_size:
         raise UserError(f"{config.db}: fewer train playlists than one batch")
     iterator = iter(
         loader(
@@ -148,12 +152,15 @@ def train(
     saver = checkpoints.manager(run_dir, config.keep_checkpoints)
     start = 0
     if resume and saver.all_steps():
-        start, state = _resume(run_dir, saver, state, iterator, on_notice)
-    elif config.table_init == "svd":
-        state = _svd_table(state, config, token_of, len(vocab))
+        # Restored straight into the devices' shards: each process reads its own.
+        like = parallel.place(state, config.shard_table)
+        start, state = _resume(run_dir, saver, like, iterator, on_notice)
+    else:
+        if config.table_init == "svd":
+            state = _svd_table(state, config, token_of, len(vocab))
+        state = parallel.place(state, config.shard_table)
     if resume:
         save_config(run_dir, config)
-    state = parallel.place(state, config.shard_table)
     log = _Log(run_dir, start, config.batch_size, on_log)
 
     def evaluate() -> float | None:
@@ -178,7 +185,7 @@ def train(
     last = log.last
     try:
         for step in range(start, config.num_steps):
-            batch = {name: parallel.global_batch(part) for name, part in next(iterator).items()}
+            batch = parallel.global_batch(next(iterator))
             state, metrics = train_step(
                 state,
                 batch["inputs"],
@@ -244,7 +251,7 @@ def _eval_batches(config: TrainConfig, token_of: np.ndarray, parallel: DataParal
     """A fixed set of validation batches (no <unk> noise, titles shown), reused at every
     evaluation."""
     source = TitledSource(config.db, "valid")
-    if len(source) < parallel.local_batch_size:
+    if len(source) < config.batch_size:
         return []
     batches: Iterator = iter(
         loader(
@@ -259,30 +266,28 @@ def _eval_batches(config: TrainConfig, token_of: np.ndarray, parallel: DataParal
     )
     out = []
     for batch in batches:
-        out.append({name: parallel.global_batch(part) for name, part in batch.items()})
+        out.append(parallel.global_batch(batch))
         if len(out) == config.eval_batches:
             break
     return out
 
 
 class _Log:
-    """metrics.jsonl, TensorBoard scalars and the caller's progress callback."""
+    """metrics.jsonl, TensorBoard scalars and the caller's progress callback. Every
+    process makes the records; only the primary one writes them."""
 
     def __init__(self, run_dir: Path, start: int, batch_size: int, on_log) -> None:
-        from tensorboardX import SummaryWriter
-
         self.path = run_dir / "metrics.jsonl"
-        self.last: dict = {}  # the latest record, so a finished run can report it
-        if self.path.exists():  # drop lines a killed run wrote after its last checkpoint
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line and json.loads(line)["step"] <= start
-            ]
-            _write_atomically(self.path, "".join(f"{line}\n" for line in kept))
-            self.last = json.loads(kept[-1]) if kept else {}
-        self.file = self.path.open("a")
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
+        kept = _records_until(self.path, start)
+        self.last: dict = json.loads(kept[-1]) if kept else {}  # so a finished run can report it
+        self.file = self.writer = None
+        if is_primary():
+            from tensorboardX import SummaryWriter
+
+            if self.path.exists():  # drop lines a killed run wrote after its last checkpoint
+                _write_atomically(self.path, "".join(f"{line}\n" for line in kept))
+            self.file = self.path.open("a")
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
         self.batch_size = batch_size
         self.on_log = on_log
         self.since = (start, time.perf_counter())
@@ -300,18 +305,33 @@ class _Log:
             "steps_per_s": steps_per_s,
             "playlists_per_s": steps_per_s * self.batch_size,
         }
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        for name in ("loss", "lr", "steps_per_s", "playlists_per_s"):
-            if record[name] is not None:
-                self.writer.add_scalar(f"train/{name}", record[name], step)
-        if valid_loss is not None:
-            self.writer.add_scalar("valid/loss", valid_loss, step)
+        if self.file is not None:
+            self._save(record)
         if self.on_log is not None:
             self.on_log(record)
         self.last = record
         return record
 
+    def _save(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        step = record["step"]
+        for name in ("loss", "lr", "steps_per_s", "playlists_per_s"):
+            if record[name] is not None:
+                self.writer.add_scalar(f"train/{name}", record[name], step)
+        if record["valid_loss"] is not None:
+            self.writer.add_scalar("valid/loss", record["valid_loss"], step)
+
     def close(self) -> None:
-        self.file.close()
-        self.writer.close()
+        if self.file is not None:
+            self.file.close()
+            self.writer.close()
+
+
+def _records_until(path: Path, step: int) -> list[str]:
+    """The lines of metrics.jsonl up to `step` (none for a new run)."""
+    if not path.exists():
+        return []
+    return [
+        line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step
+    ]
