@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +12,17 @@ from flax import nnx
 
 from trecs.config import EOP, START, UNK, ModelConfig
 from trecs.data import title_tokens
-from trecs.generate import Generator, Settings, decode_step, empty_cache, top_k
+from trecs.generate import (
+    Generator,
+    Settings,
+    decode_step,
+    empty_cache,
+    empty_pool,
+    exact_logits,
+    pruned_best,
+    reach_of,
+    top_k,
+)
 from trecs.model import PlaylistTransformer, init_table
 from trecs.recommend import Recommender
 
@@ -67,6 +79,93 @@ def test_top_k_is_exact():
     np.testing.assert_allclose(np.asarray(scores)[np.asarray(rows)], expected)
 
 
+def test_top_k_breaks_ties_as_a_sort_of_the_whole_vector():
+    """Ties go to the lowest row, across blocks too; -inf rows only when nothing else."""
+    scores = jnp.round(jax.random.normal(jax.random.key(3), (10_001,)))
+    for k in (1, 20, 300):
+        assert_same(top_k(scores, k, block=128), jax.lax.top_k(scores, k))
+    scores = jnp.full(1000, -jnp.inf).at[jnp.array([900, 5])].set(1.0)
+    assert_same(top_k(scores, 4, block=64), jax.lax.top_k(scores, 4))
+
+
+def assert_same(got, expected) -> None:
+    """Equal logits (to the bit) and rows."""
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def full_scan(table, bias, hidden, banned, k):
+    """The reference: every row scored by `exact_logits`, one sort (compiled, as the
+    library's products are: XLA may fuse a multiply and an add into one rounding)."""
+    logits = jnp.where(banned, -jnp.inf, exact_logits(table, hidden, bias))
+    return jax.lax.top_k(logits, k)
+
+
+_pruned_best = jax.jit(pruned_best, static_argnames="k")
+
+
+def walk(table, bias, hiddens, k, size=64):
+    """`pruned_best` along hidden states, banning each step's best row as generation
+    does; checks every answer against a full scan. How many steps kept the pool."""
+    reach = reach_of(table, bias)
+    banned = jnp.zeros(table.shape[0], bool).at[:3].set(True)
+    pool, kept = empty_pool(size, table.shape[1]), 0
+    for hidden in hiddens:
+        values, rows, new = _pruned_best(reach, table, bias, hidden, banned, pool, k)
+        assert_same((values, rows), full_scan(table, bias, hidden, banned, k))
+        kept += bool(jnp.all(new.at == pool.at))
+        pool, banned = new, banned.at[rows[0]].set(True)
+    return kept
+
+
+def drifting(key: int, steps: int, features: int = 16, speed: float = 0.02) -> jax.Array:
+    """Hidden states that move a little each step, as the mean readout does."""
+    moves = jax.random.normal(jax.random.key(key), (steps, features))
+    return 3 + jnp.cumsum(speed * moves, axis=0) + moves[0]
+
+
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_pruned_scoring_equals_a_full_scan(k):
+    """Pool kept, pool refreshed by a scan: the same logits and rows as a full scan."""
+    table = init_table(jax.random.key(4), 5000, 16)
+    bias = 0.1 * jax.random.normal(jax.random.key(5), (5000,))
+    kept = walk(table, bias, drifting(6, 30), k)
+    assert 0 < kept < 30  # both paths taken
+
+
+def test_pruned_scoring_with_ties_and_few_rows_left():
+    """Duplicated rows tie exactly, in the pool and at its edge (and more copies than a
+    pool holds); a table almost all banned leaves fewer than k rows (-inf logits)."""
+    for copies in (3, 100):
+        table = jnp.tile(init_table(jax.random.key(7), 4000 // copies, 16), (copies, 1))
+        walk(table, jnp.zeros(table.shape[0]), drifting(8, 12, speed=0.002), 5)
+    bias = jnp.zeros(4000)
+    banned = jnp.ones(4000, bool).at[jnp.array([7, 3000])].set(False)
+    hidden = jnp.ones(16)
+    pool = empty_pool(64, 16)
+    got = _pruned_best(reach_of(table, bias), table, bias, hidden, banned, pool, 5)
+    assert_same(got[:2], full_scan(table, bias, hidden, banned, 5))
+
+
+def test_pruned_scoring_of_a_zero_hidden_state():
+    table = init_table(jax.random.key(9), 3000, 16)
+    walk(table, jnp.zeros(3000), jnp.zeros((2, 16)), 3)
+    walk(table, jnp.arange(3000.0) % 7, jnp.zeros((2, 16)), 3)
+
+
+@pytest.mark.parametrize("settings", [Settings(30, greedy=True), Settings(30, 5, 0.7, seed=2)])
+def test_a_pooled_generator_continues_as_a_scanning_one(settings):
+    model = model_of(CONFIG)
+    table = 10 * init_table(jax.random.key(1), 3000, 16)
+    bias = jax.random.normal(jax.random.key(2), (3000,))
+    pooled = Generator(model, table, bias=bias, pool_size=64)
+    scanning = Generator(model, table, bias=bias)
+    assert pooled._reach is not None and scanning._reach is None
+    seeds = [5, 9, 13]
+    assert pooled.continue_playlist(seeds, settings) == scanning.continue_playlist(seeds, settings)
+
+
 def test_sampling_excludes_specials_seeds_and_repeats(generator):
     seeds = [5, 9, 13]
     for seed in range(3):
@@ -112,15 +211,16 @@ def compiles_while(generate) -> int:
     return count
 
 
-def test_compilations_do_not_grow_with_the_length():
+@pytest.mark.parametrize(("pool_size", "k"), [(16_384, 20), (8, 2)])  # scanned, pooled
+def test_compilations_do_not_grow_with_the_length(pool_size, k):
     """Scoring and decoding compile once per model and shape, not once per track: after
     a first playlist, a fresh generator costs as many compilations for 20 tracks as for 5
     (its own decoding step and title vector)."""
     table = 50 * init_table(jax.random.key(1), 100, 16)
 
     def playlist(length: int) -> None:
-        generator = Generator(model_of(CONFIG), table)
-        generator.continue_playlist([5, 9], Settings(length=length, seed=1), "summer")
+        generator = Generator(model_of(CONFIG), table, pool_size=pool_size)
+        generator.continue_playlist([5, 9], Settings(length, k, seed=1), "summer")
 
     playlist(3)
     assert compiles_while(lambda: playlist(20)) == compiles_while(lambda: playlist(5)) <= 2

@@ -76,12 +76,14 @@ def empty_cache(model: PlaylistTransformer) -> Cache:
 
 
 def top_k(scores: jax.Array, k: int, block: int = 4096) -> tuple[jax.Array, jax.Array]:
-    """Exact top k of a long vector: the k largest must lie in the k blocks with the
-    largest maxima, so one max per block and two small sorts replace a full sort."""
+    """Exact top k of a long vector, ties to the lowest row as `jax.lax.top_k`: the k
+    largest must lie in the k blocks with the largest maxima, so one max per block and
+    two small sorts replace a full sort."""
     n = scores.shape[0]
     padded = -(-n // block) * block
     blocks = jnp.pad(scores, (0, padded - n), constant_values=-jnp.inf).reshape(-1, block)
-    best_blocks = jax.lax.top_k(blocks.max(axis=1), min(k, blocks.shape[0]))[1]
+    # In row order, so that ties go to the lowest row, as in a sort of the whole vector.
+    best_blocks = jnp.sort(jax.lax.top_k(blocks.max(axis=1), min(k, blocks.shape[0]))[1])
     candidates = blocks[best_blocks].reshape(-1)
     values, index = jax.lax.top_k(candidates, k)
     rows = best_blocks[index // block] * block + index % block
@@ -114,6 +116,121 @@ def _ban(banned: jax.Array, token: jax.Array) -> jax.Array:
 _top_k = jax.jit(top_k, static_argnums=1)
 
 
+class Reach(NamedTuple):
+    """What bounds how far a logit can move: the largest |table[i]| and |bias[i]|."""
+
+    radius: jax.Array  # ()
+    bias: jax.Array  # ()
+
+
+@jax.jit
+def reach_of(table: jax.Array, bias: jax.Array) -> Reach:
+    return Reach(jnp.linalg.norm(table, axis=1).max(), jnp.abs(bias).max())
+
+
+class Pool(NamedTuple):
+    """Rows whose exact logits are kept at hand: every row outside `rows` had a logit
+    of at most `ceiling` for the hidden state `at` (bans can only lower that)."""
+
+    rows: jax.Array  # (pool size,) ascending; rows past the table's are empty places
+    ceiling: jax.Array  # ()
+    at: jax.Array  # (features,)
+
+
+def empty_pool(size: int, features: int) -> Pool:
+    """A pool that vouches for nothing: the first pick scans the table."""
+    return Pool(jnp.zeros(size, jnp.int32), jnp.float32(jnp.inf), jnp.zeros(features))
+
+
+def _slack(reach: Reach, hidden: jax.Array) -> jax.Array:
+    """A margin above every float32 rounding error of a logit (about 1e-5 of the largest
+    possible one), so that bounds proven in exact arithmetic hold for computed logits and
+    a logit below another by more stays below it once divided by the temperature."""
+    return 1e-4 * (reach.radius * jnp.linalg.norm(hidden) + reach.bias)
+
+
+def exact_logits(rows: jax.Array, hidden: jax.Array, bias: jax.Array) -> jax.Array:
+    """rows @ hidden + bias, summed feature by feature in a fixed order: the same float
+    for a row whatever the other rows (XLA's matrix-vector product sums in an order that
+    depends on the matrix's shape), so that a few rows score as a scan of all of them."""
+    total = rows[:, 0] * hidden[0]
+    for j in range(1, rows.shape[1]):
+        total = total + rows[:, j] * hidden[j]
+    return total + bias
+
+
+def _pool_best(table, bias, hidden, banned, rows, k: int):
+    """The k best of the pool's `rows` by `exact_logits`: logits and rows."""
+    inside = jnp.minimum(rows, table.shape[0] - 1)
+    logits = exact_logits(table[inside], hidden, bias[inside])
+    logits = jnp.where((rows < table.shape[0]) & ~banned[inside], logits, -jnp.inf)
+    values, index = jax.lax.top_k(logits, k)
+    return values, rows[index]
+
+
+def _full_best(table, bias, hidden, banned, k: int):
+    """The k best of every row by `exact_logits`: the reference the pool must equal."""
+    logits = jnp.where(banned, -jnp.inf, exact_logits(table, hidden, bias))
+    return top_k(logits, k)
+
+
+def _rescan(table, bias, hidden, banned, k: int, slack, size: int, block: int = 4):
+    """A float32 scan (XLA's fast product, within `slack` of the exact logits) picks a
+    new pool: the blocks of `block` rows whose best passes a threshold that about half
+    of the pool's blocks pass (estimated on a sample), lowered if need be to hold every
+    row that may be among the k best. Those are then scored exactly; a pool that would
+    overflow vouches for nothing, and the k best come from an exact scan of every row.
+    Blocks, not rows: finding the few rows above a threshold costs a prefix sum, ten
+    times cheaper over one maximum per block."""
+    logits = jnp.where(banned, -jnp.inf, table @ hidden + bias)
+    padding = -(-logits.shape[0] // block) * block - logits.shape[0]
+    maxima = jnp.pad(logits, (0, padding), constant_values=-jnp.inf).reshape(-1, block).max(1)
+    blocks = size // block
+    sample = maxima[::16]
+    threshold = jax.lax.top_k(sample, min(max(blocks // 32, 1), sample.shape[0]))[0][-1]
+    threshold = jnp.minimum(threshold, top_k(logits, k)[0][-1] - 4 * slack)
+    above = maxima >= threshold
+    chosen = jnp.nonzero(above, size=blocks, fill_value=maxima.shape[0])[0].astype(jnp.int32)
+    pooled = (chosen[:, None] * block + jnp.arange(block, dtype=jnp.int32)).reshape(-1)
+    overflow = above.sum() > blocks
+    ceiling = jnp.max(jnp.where(above, -jnp.inf, maxima)) + slack
+    pool = Pool(pooled, jnp.where(overflow, jnp.inf, ceiling), hidden)
+    values, rows = jax.lax.cond(
+        overflow,
+        lambda: _full_best(table, bias, hidden, banned, k),
+        lambda: _pool_best(table, bias, hidden, banned, pooled, k),
+    )
+    return values, rows, pool
+
+
+def pruned_best(
+    reach: Reach,
+    table: jax.Array,
+    bias: jax.Array,
+    hidden: jax.Array,
+    banned: jax.Array,
+    pool: Pool,
+    k: int,
+) -> tuple[jax.Array, jax.Array, Pool]:
+    """The k best rows by `exact_logits` (-inf where `banned`), logits and rows,
+    as `_full_best` finds them, reading the whole table only when the pool cannot vouch
+    for its own k best: no row outside it can reach them if it was below the pool's
+    ceiling for `pool.at` and the hidden state has since moved by |hidden - pool.at|
+    (a logit moves by at most |row| times that). Also the pool to pass next."""
+    slack = _slack(reach, hidden)
+    values, rows = _pool_best(table, bias, hidden, banned, pool.rows, k)
+    drift = reach.radius * jnp.linalg.norm(hidden - pool.at) * (1 + 1e-4)
+    size = pool.rows.shape[0]
+    return jax.lax.cond(
+        values[-1] > pool.ceiling + drift + 2 * slack,
+        lambda: (values, rows, pool),
+        lambda: _rescan(table, bias, hidden, banned, k, slack, size),
+    )
+
+
+_pruned_best = jax.jit(pruned_best, static_argnames="k")
+
+
 class Generator:
     """Continues playlists of tokens with a trained model (see `trecs.checkpoints`)."""
 
@@ -123,12 +240,16 @@ class Generator:
         table: jax.Array,
         vocab_size: int | None = None,
         bias: jax.Array | None = None,
+        pool_size: int = 16_384,
     ) -> None:
         """`vocab_size`: tokens that are tracks; rows beyond it are padding, never picked.
-        `bias`: the run's per-track logit bias, if it has one."""
+        `bias`: the run's per-track logit bias, if it has one. `pool_size`: the rows whose
+        logits `pruned_best` keeps at hand, on a table of more than four times as many."""
         self.model = model
         self.table = table
         self.bias = jnp.zeros(table.shape[0]) if bias is None else bias
+        self.pool_size = pool_size
+        self._reach = reach_of(table, self.bias) if table.shape[0] > 4 * pool_size else None
         self.vocab_size = vocab_size or table.shape[0]
         self.context = model.config.context
         graphdef, params = nnx.split(model)
@@ -151,11 +272,27 @@ class Generator:
         return self._step(self._params, self.table, cache, jnp.int32(token), jnp.int32(pos), title)
 
     def best(
-        self, hidden: jax.Array, banned: jax.Array, k: int, temperature: float = 1.0
-    ) -> tuple[jax.Array, jax.Array]:
-        """Logits and rows of the `k` best tracks for `hidden` (-inf where the mask
-        `banned` is set): every track scored, the other cost of each generated track."""
-        return _top_k(_score(self.table, self.bias, hidden, banned, temperature), k)
+        self,
+        hidden: jax.Array,
+        banned: jax.Array,
+        k: int,
+        temperature: float = 1.0,
+        pool: Pool | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, Pool | None]:
+        """Logits (divided by `temperature`) and rows of the `k` best tracks for `hidden`
+        (-inf where the mask `banned` is set), the other cost of each generated track:
+        those of a float32 scan of every track; on a large table, of `exact_logits`,
+        often read from the pool of the previous pick (see `pruned_best`), and divided
+        here, in numpy, so that no compiled fusion rounds them differently. Also the pool
+        to pass next time, while `banned` only grows (None: none yet, or no pooling)."""
+        if self._reach is None or k > self.pool_size // 4:
+            values, rows = _top_k(_score(self.table, self.bias, hidden, banned, temperature), k)
+            return np.asarray(values), np.asarray(rows), None
+        pool = pool or empty_pool(self.pool_size, hidden.shape[0])
+        values, rows, pool = _pruned_best(
+            self._reach, self.table, self.bias, hidden, banned, pool, k
+        )
+        return np.asarray(values) / np.float32(temperature), np.asarray(rows), pool
 
     def _advance(self, token: int) -> jax.Array:
         """Feed one token at the next window position; the readout of the window so far
@@ -205,8 +342,9 @@ class Generator:
         banned = self._banned([START, UNK, *seeds, *([] if settings.allow_eop else [EOP])])
         k = min(1 if settings.greedy else settings.top_k, self.table.shape[0])
         picks: list[int] = []
+        pool = None
         while len(picks) < settings.length:
-            values, rows = self.best(hidden, banned, k, settings.temperature)
+            values, rows, pool = self.best(hidden, banned, k, settings.temperature, pool)
             values, rows = np.asarray(values, np.float64), np.asarray(rows)
             allowed = np.isfinite(values)
             if not allowed.any():
