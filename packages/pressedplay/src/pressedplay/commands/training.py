@@ -257,6 +257,10 @@ def _print_errors(report: dict) -> None:
             f"{scores['mse'] - reference:+.4f} [{d_low:+.3f}, {d_high:+.3f}]",
         )
     out.print(summary)
+    if "chosen" in report:
+        out.print(
+            f"run: what predict answers with, the {report['chosen']} chosen on the valid split"
+        )
     per_feature = Table("feature", *(f"{name} MSE" for name in models))
     for feature in models["vae"]["per_feature"]:
         per_feature.add_row(
