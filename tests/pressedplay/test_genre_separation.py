@@ -63,15 +63,19 @@ def run(tmp_path_factory):
     return path
 
 
-def test_evaluate_scores_genre_separation_on_a_genre_dataset(genre_db, run, tmp_path):
-    db, _ = genre_db
+def _trained_on_synthetic_covers(run, tmp_path) -> None:
+    """Record a dataset with features as the run's training data. A genre dataset has no
+    pairs to fit the baselines on, so a run must say where it was trained."""
     train = tmp_path / "train.db"
     synth_covers(train, covers=60, tracks_per_cover=2, seed=1, catalog_name=None)
-    # The run records no dataset: the baselines come from the evaluated one's train split,
-    # which has no pairs here, so the run must say where it was trained.
     payload = checkpoints.load(run)
     payload["config"] = {"db": str(train)}
     checkpoints.save(run, payload)
+
+
+def test_evaluate_scores_genre_separation_on_a_genre_dataset(genre_db, run, tmp_path):
+    db, _ = genre_db
+    _trained_on_synthetic_covers(run, tmp_path)
     report = evaluate(run, db, split="all", catalog="sample")
     assert "models" not in report  # no features to score errors on
     genres = report["genres"]
@@ -119,11 +123,7 @@ def test_pairwise_auc_counts_ties_as_half():
 
 def test_a_cli_table(cli, genre_db, run, tmp_path):
     db, _ = genre_db
-    train = tmp_path / "train.db"
-    synth_covers(train, covers=60, tracks_per_cover=2, seed=1, catalog_name=None)
-    payload = checkpoints.load(run)
-    payload["config"] = {"db": str(train)}
-    checkpoints.save(run, payload)
+    _trained_on_synthetic_covers(run, tmp_path)
     args = ("evaluate", run, "--db", db, "--split", "all", "--catalog", "sample", "--workers", 0)
     result = cli(*args)
     assert result.code == 0, result.err

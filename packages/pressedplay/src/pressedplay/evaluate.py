@@ -181,16 +181,11 @@ def _intervals(
     mse = {name: total[draws].sum(1) / pairs for name, total in sse.items()}
     return {
         name: {
-            "mse_ci": _percentiles(mse[name]),
-            "minus_mean_ci": _percentiles(mse[name] - mse["mean"]),
+            "mse_ci": genre_separation.interval95(mse[name]),
+            "minus_mean_ci": genre_separation.interval95(mse[name] - mse["mean"]),
         }
         for name in predictions
     }
-
-
-def _percentiles(samples: np.ndarray) -> list[float]:
-    low, high = np.percentile(samples, [2.5, 97.5])
-    return [float(low), float(high)]
 
 
 def evaluate(

@@ -142,10 +142,10 @@ def separation(
         margin = samples[:, 1] - samples[:, 2]
         models[name] = {
             "auc": auc,
-            "auc_ci": _interval(samples[:, 0]),
+            "auc_ci": interval95(samples[:, 0]),
             "accuracy": accuracy,
             "chance": chance,
-            "accuracy_minus_chance_ci": _interval(margin),
+            "accuracy_minus_chance_ci": interval95(margin),
         }
         if progress is not None:
             progress(1)
@@ -159,6 +159,7 @@ def separation(
     }
 
 
-def _interval(samples: np.ndarray) -> list[float]:
+def interval95(samples: np.ndarray) -> list[float]:
+    """The 2.5th and 97.5th percentiles of bootstrap samples."""
     low, high = np.percentile(samples, [2.5, 97.5])
     return [float(low), float(high)]
