@@ -57,12 +57,12 @@ def main() -> None:
         row = " ".join(f"{weights[i, j]:+.2f}" for i in range(5))
         print(
             f"{name:18s} {errors['fitted'][j]:10.3f} {errors['constant'][j]:9.3f} "
-            f"{errors['current'][j]:8.3f}  {row}"
+            f"{errors['shipped'][j]:8.3f}  {row}"
         )
     kept = np.where(weights.any(0), errors["fitted"], errors["constant"])
     constant = errors["constant"].mean()
     print(
-        f"{'overall':18s} {kept.mean():10.3f} {constant:9.3f} {errors['current'].mean():8.3f}"
+        f"{'overall':18s} {kept.mean():10.3f} {constant:9.3f} {errors['shipped'].mean():8.3f}"
         f"  calibrated / constant = {kept.mean() / constant:.3f}"
     )
 

@@ -23,7 +23,7 @@ Both come with bootstrap 95% intervals over covers.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 
@@ -45,8 +45,7 @@ class LabelledCovers:
         mapper = GenreMapper(catalog_genres)
         with closing(connect_readonly(self.db)) as conn:
             labelled = cover_genres(conn, split)
-        self.labels = sorted({label for _, label in labelled})
-        self.mapping = {label: mapper.map(label) for label in self.labels}
+        self.mapping = {label: mapper.map(label) for label in sorted({g for _, g in labelled})}
         kept = [(i, label) for i, label in labelled if len(self.mapping[label]) == 1]
         self.cover_ids = np.array([i for i, _ in kept], dtype=np.int64)
         self.genres = [next(iter(self.mapping[label])) for _, label in kept]
@@ -128,7 +127,6 @@ def separation(
     covers: LabelledCovers,
     centroids: Centroids,
     seed: int = 0,
-    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Per model: AUC and accuracy vs chance with bootstrap 95% intervals (covers
     resampled, the same resamples for every model)."""
@@ -147,8 +145,6 @@ def separation(
             "chance": chance,
             "accuracy_minus_chance_ci": interval95(margin),
         }
-        if progress is not None:
-            progress(1)
     counts = {g: int((genres == g).sum()) for g in sorted(set(covers.genres))}
     return {
         "covers": len(covers),

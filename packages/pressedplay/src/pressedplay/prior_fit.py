@@ -90,11 +90,11 @@ def cross_validate(
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Per-feature MSE (standardised by the targets' std) of the fitted prior, the
-    constant (catalog mean) and the table's weights `weights`, over repeated k-fold."""
+    constant (catalog mean) and the weights prior.py ships, over repeated k-fold."""
     n = len(targets)
     scale = targets.std(0)
     scale = np.where(scale > 0, scale, 1.0)
-    names = ("fitted", "constant", "current")
+    names = ("fitted", "constant", "shipped")
     errors = {name: np.zeros(len(NAMES)) for name in names}
     for repeat in range(repeats):
         fold = np.random.default_rng(seed + repeat).permutation(n) % folds
@@ -103,7 +103,7 @@ def cross_validate(
             weights = {
                 "fitted": fit(scores[train], targets[train], alpha),
                 "constant": np.zeros_like(prior.WEIGHT_MATRIX),
-                "current": prior.WEIGHT_MATRIX,
+                "shipped": prior.WEIGHT_MATRIX,
             }
             for name in names:
                 for j in range(len(NAMES)):
