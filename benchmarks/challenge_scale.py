@@ -72,7 +72,7 @@ def _train_ranker(db: str, run: str, out: str, max_cases: int) -> dict:
         Path(out), Path(run), Path(db), max_cases=max_cases, force=True, on_progress=progress
     )
     seconds = time.perf_counter() - start
-    cases = report["cases"] + report["relaxed_cases"]
+    cases = report["cases"] + report["relaxed_cases"] + report["cross_fitted_cases"]
     return {"seconds": seconds, "cases": cases, "fit_seconds": seconds - candidates[0]}
 
 

@@ -112,6 +112,16 @@ def test_relaxed_cases_are_the_ones_the_length_rules_leave_out(db):
         assert case.query.title == (title if category.title else None)
 
 
+def test_cases_of_chosen_playlists_are_theirs_of_the_whole_split(db):
+    everything = make_cases(db, "train", None, seed=3)
+    chosen = {c.query.pid for c in everything[::7]}
+    some = make_cases(db, "train", None, seed=3, playlists=chosen)
+    key = lambda c: (c.category, c.query.pid)  # noqa: E731
+    assert sorted(some, key=key) == sorted(
+        [c for c in everything if c.query.pid in chosen], key=key
+    )
+
+
 def test_a_small_split_falls_short_evenly(db):
     cases = make_cases(db, "test", per_category=1000, seed=0)
     missing = shortfall(cases, 1000)

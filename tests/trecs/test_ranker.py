@@ -14,10 +14,11 @@ from trecs.build_db import build_database
 from trecs.challenge import make_cases
 from trecs.checkpoints import load_run
 from trecs.config import NUM_SPECIAL, ModelConfig, TrainConfig
+from trecs.data import PlaylistSource
 from trecs.evaluate import compare
 from trecs.ranker import Generators, Settings, feature_names, train_ranker
-from trecs.recommenders import Query, load, train_vocabulary, transformer
-from trecs.titles import normalise
+from trecs.recommenders import Query, load, train_matrix, train_vocabulary, transformer
+from trecs.titles import normalise, train_keys
 from trecs.train import train
 
 SETTINGS = Settings(candidates=600, depth=600)
@@ -46,7 +47,8 @@ def generators(db, run) -> Generators:
 @pytest.fixture(scope="module")
 def ranker(db, run, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("ranker-out") / "ranker"
-    return out, train_ranker(out, run, db, settings=SETTINGS)
+    # Room for cross-fitted cases beside the valid split's, fewer than the default.
+    return out, train_ranker(out, run, db, settings=SETTINGS, max_cases=2500)
 
 
 def _train_playlist(db: Path) -> list[int]:
@@ -140,9 +142,38 @@ def test_features_of_a_hand_built_case(db, run, generators):
     np.testing.assert_array_equal(column["cooccurrence_relative"][best], 1)
 
 
+def test_generators_without_playlists_know_nothing_of_them(db, generators):
+    """Cross-fitted training cases: a playlist left out leaves no trace in the generators,
+    so its tracks found only there get no evidence and no popularity."""
+    matrix = train_matrix(db)
+    counts = np.asarray(matrix.sum(axis=0)).ravel()
+    # A train playlist with tracks no other train playlist holds.
+    row = next(r for r in range(matrix.shape[0]) if (counts[matrix[r].indices] == 1).any())
+    own = matrix[row].indices
+    alone = own[counts[own] == 1]
+    fold = generators.without(np.array([row]))
+    assert fold.transformer is None and generators.transformer is not None
+    seeds = [[int(t) for t in own if t not in alone][:3]]
+    for model in (fold.cooccurrence, fold.knn):
+        assert model.matrix[row].nnz == 0
+        assert not model.scores(seeds).toarray()[0][alone].any()
+    assert generators.cooccurrence.scores(seeds).toarray()[0][alone].all()  # the leak
+    titles = train_keys(db)[row : row + 1]
+    assert not fold.title.scores(titles).toarray()[0][alone].any()
+    assert not fold.catalog.log_track[alone - NUM_SPECIAL].any()
+    assert (generators.catalog.log_track[alone - NUM_SPECIAL] > 0).all()
+    pid = int(PlaylistSource(db, "train").playlist_ids[row])
+    batch = fold.batch(
+        [Query(pid, None, tuple(generators.vocab.track_ids[s - NUM_SPECIAL] for s in seeds[0]))]
+    )
+    assert np.isnan(batch.features[:, feature_names().index("transformer_rank")]).all()
+    assert not np.isin(batch.token, alone).any()  # nothing proposes them
+
+
 def test_ranker_answers_500_distinct_non_seeds_and_beats_every_generator(db, run, ranker):
     out, report = ranker
     assert report["candidate_recall"] > 0.2
+    assert report["cross_fitted_cases"] > 0 and report["folds"] >= 1
     recommender = load(str(out), db)
     cases = make_cases(db, "test", None, 0)
     for recs, case in zip(recommender.recommend([c.query for c in cases], 500), cases, strict=True):
@@ -168,7 +199,17 @@ def test_train_ranker_command_is_deterministic(cli, db, run, tmp_path):
     reports = []
     for name in ("a", "b"):
         result = cli(
-            "train-ranker", tmp_path / name, "--run", run, "--db", db, "--candidates", 100, "--json"
+            "train-ranker",
+            tmp_path / name,
+            "--run",
+            run,
+            "--db",
+            db,
+            "--candidates",
+            100,
+            "--max-cases",
+            1200,
+            "--json",
         )
         assert result.code == 0, result.err
         reports.append(result.json())

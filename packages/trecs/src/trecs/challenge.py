@@ -107,6 +107,7 @@ def make_cases(
     seed: int = 0,
     categories: tuple[int, ...] = tuple(CATEGORIES),
     relaxed: int | None = None,
+    playlists: Collection[int] | None = None,
 ) -> list[Case]:
     """Challenge cases from one split of the database, ordered by category.
 
@@ -118,6 +119,8 @@ def make_cases(
     `relaxed` (an int) turns the length rules around, for training data on a small split:
     each playlist goes into the categories whose range misses it but whose seeds leave at
     least `relaxed` of its tracks to find (short playlists with 25 seeds, long ones with 1).
+
+    `playlists` (pids): only these of the split's playlists are drawn from.
     """
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown or not categories:
@@ -135,6 +138,8 @@ def make_cases(
         ).fetchall()
         if not rows:
             raise UserError(f"{db}: the {split!r} split has no playlists")
+        if playlists is not None:
+            rows = [r for r in rows if r[0] in playlists]
         order = np.random.default_rng(seed).permutation(len(rows))
         drawn = [rows[i] for i in order]
         chosen: dict[int, list[tuple[int, str, int]]] = {}

@@ -691,8 +691,9 @@ def train_ranker_command(
     figures = report["validation"]
     best = report["best_generator"]
     out.print(
-        f"trained {out_dir}: {report['cases']:,} valid-split challenge cases and "
-        f"{report['relaxed_cases']:,} relaxed ones ({report['fit_cases']:,} fitted, "
+        f"trained {out_dir}: {report['cases']:,} valid-split challenge cases, "
+        f"{report['relaxed_cases']:,} relaxed ones and {report['cross_fitted_cases']:,} "
+        f"cross-fitted train ones in {report['folds']} folds ({report['fit_cases']:,} fitted, "
         f"{report['holdout_cases']:,} held out), "
         f"{report['candidates_per_case']:.0f} candidates per case holding "
         f"{report['candidate_recall']:.1%} of the held-out tracks"

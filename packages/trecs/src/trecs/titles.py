@@ -110,22 +110,7 @@ class TitleModel:
         """The title model of a database's train split, in its train vocabulary's tokens."""
         from trecs.recommenders import train_matrix, train_vocabulary
 
-        conn = connect(db)
-        try:
-            names = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT p.name FROM split_memberships s JOIN splits ON splits.id = "
-                    "s.split_id AND splits.name = 'train' JOIN playlists p ON p.id = "
-                    "s.playlist_id ORDER BY s.playlist_id"
-                )
-            ]
-        finally:
-            conn.close()
-        # Same order as train_matrix's rows: the train split by playlist id.
-        return cls(
-            [title_key(n) for n in names], train_matrix(db), train_vocabulary(db).counts, **settings
-        )
+        return cls(train_keys(db), train_matrix(db), train_vocabulary(db).counts, **settings)
 
     def _query_vectors(self, keys: Sequence[str]) -> sp.csr_matrix:
         rows, cols, values = [], [], []
@@ -202,6 +187,23 @@ def _l2_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
     scale = np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
     return sp.diags(scale) @ matrix
+
+
+def train_keys(db: Path) -> list[str]:
+    """The title key of every train playlist, in the rows' order of
+    `recommenders.train_matrix` (the train split by playlist id)."""
+    conn = connect(db)
+    try:
+        return [
+            title_key(name)
+            for (name,) in conn.execute(
+                "SELECT p.name FROM split_memberships s JOIN splits ON splits.id = "
+                "s.split_id AND splits.name = 'train' JOIN playlists p ON p.id = "
+                "s.playlist_id ORDER BY s.playlist_id"
+            )
+        ]
+    finally:
+        conn.close()
 
 
 @lru_cache(maxsize=2)
