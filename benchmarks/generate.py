@@ -143,16 +143,43 @@ def cli_s(run_dir: Path, uri: str, length: int) -> float:
     return time.perf_counter() - start
 
 
-def cli(runs: int) -> tuple[list[float], list[float]]:
-    """Wall times of the 60-track and 10-track CLI runs, alternated."""
+# What `trecs generate` runs after parsing, timed in a fresh process around the
+# continuation alone: its compilations and the window's restart are in, loading the
+# checkpoint and starting Python (most of the CLI's wall time, and of its noise) are not.
+FRESH = """
+import sys, time
+from pathlib import Path
+from trecs.checkpoints import load_run
+from trecs.generate import Generator, Settings
+trained = load_run(Path(sys.argv[1]))
+generator = Generator(trained.model, trained.table, len(trained.vocab), trained.bias)
+start = time.perf_counter()
+generator.continue_playlist([int(sys.argv[3])], Settings(length=int(sys.argv[2])))
+print(time.perf_counter() - start)
+"""
+
+
+def fresh_s(run_dir: Path, length: int) -> float:
+    """Seconds of one continuation of `length` tracks in a fresh process (see FRESH)."""
+    token = "5"  # a track (the first after the special tokens)
+    command = [sys.executable, "-c", FRESH, str(run_dir), str(length), token]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return float(done.stdout.split()[-1])
+
+
+def cli(runs: int) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Wall times of the 60-track and 10-track CLI runs, and the continuation alone in a
+    fresh process for both lengths, alternated."""
     with tempfile.TemporaryDirectory() as tmp:
         print("making a 2,262,295-row run ...", flush=True)
         run_dir, uri = make_run(Path(tmp))
-        long, short = [], []
+        long, short, fresh_long, fresh_short = [], [], [], []
         for _ in range(runs):
             long.append(cli_s(run_dir, uri, 60))
             short.append(cli_s(run_dir, uri, 10))
-    return long, short
+            fresh_long.append(fresh_s(run_dir, 60))
+            fresh_short.append(fresh_s(run_dir, 10))
+    return long, short, fresh_long, fresh_short
 
 
 def main() -> None:
@@ -180,7 +207,12 @@ def main() -> None:
     print(f"picks equal to full float32 scans (greedy and sampled): {lib['same']}")
     times = ", ".join(f"{t:.2f}" for t in lib["times"])
     print(f"library, 50 tracks: median {lib['median']:.2f} s (runs {times})")
-    long, short = cli(args.cli_runs)
+    long, short, fresh_long, fresh_short = cli(args.cli_runs)
+    print(
+        "fresh process, continuation alone (compiling included), 60 minus 10 tracks: "
+        f"{statistics.median(fresh_long) - statistics.median(fresh_short):.2f} s between "
+        f"medians (60: {_list(fresh_long)}; 10: {_list(fresh_short)})"
+    )
     difference = statistics.median(long) - statistics.median(short)
     spread = max(max(long) - min(long), max(short) - min(short))
     print(
