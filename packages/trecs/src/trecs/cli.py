@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import sys
@@ -256,6 +257,16 @@ def info(
     out.print(table)
 
 
+def _native_output_to_stderr() -> None:
+    """Keep stdout for what trecs prints (`--json` records): the collectives' C++ library
+    (gloo) writes its connection lines to file descriptor 1, so that descriptor becomes
+    stderr and Python's stdout moves to a copy of the original one."""
+    sys.stdout.flush()
+    original = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = open(original, "w", encoding=sys.stdout.encoding, buffering=1)  # noqa: SIM115
+
+
 @app.command("train")
 def train_command(
     run_dir: Annotated[
@@ -316,6 +327,8 @@ def train_command(
     from trecs.parallel import initialize, is_primary
     from trecs.train import train
 
+    if num_processes is not None:
+        _native_output_to_stderr()
     initialize(coordinator_address, num_processes, process_id)
     primary = is_primary()
     settings = train_config(
