@@ -674,7 +674,9 @@ def train_ranker_command(
     max_cases: Annotated[
         int,
         typer.Option(
-            min=50, help="Valid-split cases to train on, at most (fewer: faster, weaker)."
+            min=50,
+            help="Cases to train on, at most (fewer: faster, weaker); room the valid "
+            "split leaves goes to cross-fitted train-split cases.",
         ),
     ] = 20_000,
     force: ForceOption = False,
@@ -682,7 +684,8 @@ def train_ranker_command(
 ) -> None:
     """Train the two-stage recommender: candidates from the run, co-occurrence,
     playlist-kNN, the title model and popularity, ordered by a LightGBM lambdarank model
-    trained on challenge cases of the valid split. Use OUT_DIR wherever a model is taken."""
+    trained on challenge cases of the valid split (and, on a small one, cross-fitted
+    cases of the train split). Use OUT_DIR wherever a model is taken."""
     from trecs.ranker import Settings, train_ranker
 
     with _progress() as progress:
