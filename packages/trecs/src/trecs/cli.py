@@ -706,11 +706,17 @@ def train_ranker_command(
         return
     figures = report["validation"]
     best = report["best_generator"]
+    extra = ""
+    if report["relaxed_cases"]:
+        extra += f", {report['relaxed_cases']:,} relaxed ones"
+    if report["cross_fitted_cases"]:
+        extra += (
+            f", {report['cross_fitted_cases']:,} cross-fitted train ones in "
+            f"{report['folds']} fold{'s' if report['folds'] > 1 else ''}"
+        )
     out.print(
-        f"trained {out_dir}: {report['cases']:,} valid-split challenge cases, "
-        f"{report['relaxed_cases']:,} relaxed ones and {report['cross_fitted_cases']:,} "
-        f"cross-fitted train ones in {report['folds']} folds ({report['fit_cases']:,} fitted, "
-        f"{report['holdout_cases']:,} held out), "
+        f"trained {out_dir}: {report['cases']:,} valid-split challenge cases{extra} "
+        f"({report['fit_cases']:,} fitted, {report['holdout_cases']:,} held out), "
         f"{report['candidates_per_case']:.0f} candidates per case holding "
         f"{report['candidate_recall']:.1%} of the held-out tracks"
     )
