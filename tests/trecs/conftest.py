@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from trecs.build_db import build_database
 from trecs.cli import run
 from trecs.synth import synth_mpd
 
@@ -69,6 +70,15 @@ def mpd_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "mpd"
     synth_mpd(out, playlists=2500, tracks=3000, seed=7, make_zip=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def db(mpd_dir, tmp_path_factory) -> Path:
+    """Those playlists built into one database (default split seed, one worker, in
+    process), shared by every test module that only reads it."""
+    path = tmp_path_factory.mktemp("mpd-db") / "mpd.db"
+    build_database(path, [mpd_dir], workers=1)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -27,13 +27,6 @@ from trecs.metrics import clicks, ndcg, r_precision, summarise
 from trecs.synth import synth_mpd
 
 
-@pytest.fixture(scope="module")
-def db(mpd_dir, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("challenge") / "mpd.db"
-    build_database(path, [mpd_dir], workers=1)
-    return path
-
-
 def _playlists(db: Path, split: str) -> dict[int, tuple[str, list[int]]]:
     conn = sqlite3.connect(db)
     rows = conn.execute(

@@ -12,17 +12,9 @@ import numpy as np
 import pytest
 from tiny_runs import leaves, tiny
 
-from trecs.build_db import build_database
 from trecs.checkpoints import load_run
 from trecs.errors import UserError
 from trecs.train import train
-
-
-@pytest.fixture(scope="module")
-def db(mpd_dir, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("checkpoints") / "mpd.db"
-    build_database(path, [mpd_dir], workers=1)
-    return path
 
 
 @pytest.fixture(scope="module")

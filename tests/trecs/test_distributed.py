@@ -18,7 +18,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from trecs.build_db import build_database
 from trecs.checkpoints import load_run
 from trecs.data import TitledSource, Windows, loader
 from trecs.vocab import build_vocabulary
@@ -45,13 +44,6 @@ num_negatives = 64
 """
 # A hang (a process waiting forever at a collective) fails the test instead of blocking.
 TIMEOUT_S = 300
-
-
-@pytest.fixture(scope="module")
-def db(mpd_dir, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("distributed") / "mpd.db"
-    build_database(path, [mpd_dir], workers=1)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
-
-from trecs.build_db import build_database
 from trecs.challenge import make_cases
 from trecs.evaluate import artists, compare, compare_split, evaluate
 from trecs.metrics import r_precision, summarise
 from trecs.recommenders import BASELINES, load
-
-
-@pytest.fixture(scope="module")
-def db(mpd_dir, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("evaluate") / "mpd.db"
-    build_database(path, [mpd_dir], workers=1)
-    return path
 
 
 def test_cooccurrence_beats_popularity_on_planted_structure(db):

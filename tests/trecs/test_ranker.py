@@ -25,13 +25,6 @@ SETTINGS = Settings(candidates=600, depth=600)
 
 
 @pytest.fixture(scope="module")
-def db(mpd_dir, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ranker") / "mpd.db"
-    build_database(path, [mpd_dir], workers=1)
-    return path
-
-
-@pytest.fixture(scope="module")
 def run(db, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ranker-run") / "run"
     tiny = ModelConfig(num_layers=1, num_heads=2, features=16, hidden=32, context=10)

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from trecs.build_db import build_database
 from trecs.challenge import make_cases
 from trecs.evaluate import artists
 from trecs.metrics import ndcg, r_precision
 from trecs.recommenders import Query, baseline, load
 from trecs.titles import TitleModel, normalise, title_key
-
-
-@pytest.fixture(scope="module")
-def db(mpd_dir, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("titles") / "mpd.db"
-    build_database(path, [mpd_dir], workers=1)
-    return path
 
 
 @pytest.mark.parametrize(

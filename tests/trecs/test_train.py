@@ -16,20 +16,12 @@ import scipy.sparse as sp
 from tiny_runs import TINY, leaves, tiny
 
 from trecs.baselines import playlist_matrix
-from trecs.build_db import build_database
 from trecs.checkpoints import load_run
 from trecs.config import EOP, NUM_SPECIAL, START, UNK, TrainConfig
 from trecs.data import PlaylistSource, TitledSource, Windows, loader, split_matrix, title_tokens
 from trecs.model import svd_vectors
 from trecs.train import train
 from trecs.vocab import build_vocabulary
-
-
-@pytest.fixture(scope="module")
-def db(mpd_dir, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("train") / "mpd.db"
-    build_database(path, [mpd_dir], workers=1)  # in-process: JAX is loaded here
-    return path
 
 
 def test_run_writes_logs_checkpoints_and_config(db, tmp_path):
