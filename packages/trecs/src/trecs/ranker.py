@@ -240,7 +240,7 @@ class Generators:
         counts[NUM_SPECIAL:] -= (
             np.asarray(matrix[rows].sum(axis=0)).ravel()[NUM_SPECIAL:].astype(counts.dtype)
         )
-        keys = train_keys(self.db)
+        keys = list(train_keys(self.db))
         for row in rows:
             keys[row] = ""
         other = copy.copy(self)

@@ -189,19 +189,21 @@ def _l2_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(scale) @ matrix
 
 
-def train_keys(db: Path) -> list[str]:
+@lru_cache(maxsize=2)
+def train_keys(db: Path) -> tuple[str, ...]:
     """The title key of every train playlist, in the rows' order of
-    `recommenders.train_matrix` (the train split by playlist id)."""
+    `recommenders.train_matrix` (the train split by playlist id); read once per database
+    in a process, however many title models are fitted."""
     conn = connect(db)
     try:
-        return [
+        return tuple(
             title_key(name)
             for (name,) in conn.execute(
                 "SELECT p.name FROM split_memberships s JOIN splits ON splits.id = "
                 "s.split_id AND splits.name = 'train' JOIN playlists p ON p.id = "
                 "s.playlist_id ORDER BY s.playlist_id"
             )
-        ]
+        )
     finally:
         conn.close()
 
