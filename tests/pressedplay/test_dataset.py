@@ -207,7 +207,7 @@ def jpeg(seed):
     Image.fromarray(pixels).save(buffer, "JPEG")
     return buffer.getvalue()
 
-with DatasetWriter(Path(sys.argv[1]), source="test", seed=3) as writer:
+with DatasetWriter(Path(sys.argv[1]), source="test", seed=3, commit_every=int(sys.argv[2])) as writer:
     for i in range(40):
         tracks = [TrackFeatures(f"t{i}", None, None, (i / 40,) * 8), TrackFeatures("all", None, None, (0.5,) * 8)]
         writer.add_cover(jpeg(i), f"test:{i}", tracks, key=f"k{i}")
@@ -216,14 +216,15 @@ with DatasetWriter(Path(sys.argv[1]), source="test", seed=3) as writer:
 """
 
 
-def test_killed_build_resumes_without_duplicates(tmp_path):
+@pytest.mark.parametrize("commit_every", [1, 4])
+def test_killed_build_resumes_without_duplicates(tmp_path, commit_every):
     out = tmp_path / "covers.db"
     child = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(WRITER_SCRIPT), str(out)],
+        [sys.executable, "-c", textwrap.dedent(WRITER_SCRIPT), str(out), str(commit_every)],
         stdout=subprocess.PIPE,
         text=True,
     )
-    for _ in range(11):  # covers 0..10 are committed when "10" is printed
+    for _ in range(11):  # covers 0..10 are added when "10" is printed
         child.stdout.readline()
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
@@ -231,7 +232,9 @@ def test_killed_build_resumes_without_duplicates(tmp_path):
     assert partial_path(out).exists() and not out.exists()
     with DatasetWriter(out, source="test", seed=3) as writer:
         assert writer.resumed
-        assert [writer.is_done(f"k{i}") for i in (0, 10, 11)] == [True, True, False]
+        # Committed: every cover one at a time, else whole batches (0..7 of 0..10).
+        kept = 11 if commit_every == 1 else 8
+        assert [writer.is_done(f"k{i}") for i in range(12)] == [i < kept for i in range(12)]
         added = 0
         for i in range(40):
             tracks = [
@@ -243,7 +246,7 @@ def test_killed_build_resumes_without_duplicates(tmp_path):
             Image.fromarray(pixels).save(buffer, "JPEG")
             added += writer.add_cover(buffer.getvalue(), f"test:{i}", tracks, key=f"k{i}")
         report = writer.finish()
-    assert added == 29
+    assert added == 40 - kept
     assert (report["covers"], report["tracks"], report["pairs"]) == (40, 41, 80)
     assert rows(out, "SELECT COUNT(*) FROM done") == [(40,)]
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pressedplay import folder as folder_module
 from pressedplay.catalog_csv import import_csv
 from pressedplay.dataset import info, partial_path
 from pressedplay.errors import UserError
@@ -176,6 +177,19 @@ def test_process_pool_gives_the_same_dataset(tmp_path):
     serial = build_from_folder(tmp_path / "s.db", folder, folder / "labels.csv", workers=1)
     assert pooled["covers"] == 259 and pooled["skipped"] == {"empty file": 1}
     assert {**pooled, "path": None} == {**serial, "path": None}
+
+
+def test_heavy_files_travel_in_small_tasks(tmp_path, monkeypatch):
+    monkeypatch.setattr(folder_module, "_CHUNK_BYTES", 10_000)
+    names = [f"{i:02d}.jpg" for i in range(40)]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_bytes(b"x" * (6_000 if i in (5, 6, 30) else 100))
+    chunks = list(folder_module._chunks(tmp_path, [*names, "missing.jpg"]))
+    assert [name for chunk in chunks for name in chunk] == [*names, "missing.jpg"]
+    assert all(len(chunk) <= folder_module._CHUNK for chunk in chunks)
+    assert ["05.jpg"] in [chunk[-1:] for chunk in chunks]  # 5 and 6 never share a task
+    assert not any({"05.jpg", "06.jpg"} <= set(chunk) for chunk in chunks)
+    assert [len(chunk) for chunk in chunks] == [6, 24, 11]
 
 
 def test_interrupted_build_resumes_without_double_counting(tmp_path):

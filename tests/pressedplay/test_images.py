@@ -161,3 +161,37 @@ def test_size_validates_fully():
     data = encode(Image.new("RGB", (33, 17)), "JPEG")
     assert images.size(data) == (33, 17)
     assert reason(data[:100]) == "corrupt image"
+    big = encode(Image.new("RGB", (640, 320), (9, 9, 9)), "JPEG")
+    assert images.size(big) == (640, 320)  # as stored, though checked at 1/8 scale
+
+
+def outcome(check, data: bytes) -> str:
+    try:
+        check(data)
+    except images.ImageError as exc:
+        return exc.reason
+    return "ok"
+
+
+def test_size_refuses_exactly_what_a_full_decode_refuses():
+    """size() checks JPEGs at their smallest DCT scale; damage shows there as in full."""
+    rng = np.random.default_rng(0)
+    outcomes = []
+    for case in range(150):
+        r = np.random.default_rng(case % 10)
+        pixels = r.integers(0, 64, (96, 128, 3)) + np.linspace(0, 180, 128)[None, :, None]
+        data = bytearray(
+            encode(Image.fromarray(pixels.astype(np.uint8)), "JPEG", progressive=case % 2 == 1)
+        )
+        if case % 3 == 0:  # cut anywhere
+            data = data[: rng.integers(2, len(data))]
+        elif case % 3 == 1:  # a few bytes changed
+            for at in rng.integers(0, len(data), rng.integers(1, 4)):
+                data[at] = rng.integers(0, 256)
+        else:  # a run of garbage
+            at = rng.integers(0, len(data) - 50)
+            data[at : at + 50] = rng.integers(0, 256, 50, dtype=np.uint8).tobytes()
+        full = outcome(decode, bytes(data))
+        assert outcome(images.size, bytes(data)) == full, case
+        outcomes.append(full)
+    assert {"ok", "corrupt image"} <= set(outcomes)  # both kinds of case were made

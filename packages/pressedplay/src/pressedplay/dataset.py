@@ -2,8 +2,9 @@
 
 Every source (Spotify playlists, a folder, synthetic covers) writes through DatasetWriter,
 so all of them get the same guarantees: images validated by a full decode, bad inputs
-counted instead of fatal, a resumable `OUT.partial` committed after every cover, a split
-by cover (no cover in two splits) and an atomic rename to OUT at the end.
+counted instead of fatal, a resumable `OUT.partial` committed cover by cover (or
+`commit_every` covers at a time), a split by cover (no cover in two splits) and an atomic
+rename to OUT at the end.
 """
 
 from __future__ import annotations
@@ -69,11 +70,19 @@ class DatasetWriter:
     """Builds OUT through OUT.partial; an interrupted build resumes from the partial file.
 
     Use as a context manager, add covers, then call finish(). Leaving the block without
-    finish() keeps the partial file for the next run of the same source.
+    finish() keeps the partial file for the next run of the same source. Inputs are
+    committed `commit_every` at a time (a folder's images: a commit per image would cost
+    more than its insert); leaving the block commits those finished, so only a killed
+    process redoes any, at most that many.
     """
 
-    def __init__(self, out: Path, *, source: str, force: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self, out: Path, *, source: str, force: bool = False, seed: int = 0, commit_every: int = 1
+    ) -> None:
         self.out = Path(out)
+        self.commit_every = commit_every
+        self._uncommitted = 0
+        self._writing = False
         self.partial = partial_path(self.out)
         self.seed = seed
         if self.out.is_dir():
@@ -96,10 +105,11 @@ class DatasetWriter:
 
     def _start(self, source: str, seed: int) -> None:
         """The schema and meta of a new build, or the seed of a resumed one."""
-        # WAL without fsync per commit: a commit per cover stays cheap and survives a
-        # killed process (not a power cut, which only costs a rebuild).
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        # A rollback journal without fsync: commits stay cheap and survive a killed process
+        # (not a power cut, which only costs a rebuild), and each image is written once
+        # (a write-ahead log writes it twice: to the log, then into the file).
+        self.conn.execute("PRAGMA journal_mode=PERSIST")
+        self.conn.execute("PRAGMA synchronous=OFF")
         if not self.resumed:
             schema = files("pressedplay").joinpath("dataset.sql").read_text()
             self.conn.executescript(f"BEGIN; {schema} COMMIT;")
@@ -149,7 +159,15 @@ class DatasetWriter:
         if self.conn is None:
             return
         if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+            # Inputs finished before the stop are kept (an interrupt between covers loses
+            # nothing); one stopped half-way is undone, so a resume redoes it whole.
+            try:
+                if self._writing:
+                    self.conn.execute("ROLLBACK TO input")
+                self.conn.execute("COMMIT")
+            except sqlite3.Error:  # a full disk: keep what the last commit kept
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
         empty = not any(
             self.conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
             for table in ("covers", "done", "skipped")
@@ -169,10 +187,26 @@ class DatasetWriter:
         """Count n inputs left out for `reason`; with a key, only once per build."""
         if key is not None and self.is_done(key):
             return
-        self.conn.execute("BEGIN")
+        self._begin()
         self._count(reason, n)
         self._done(key)
-        self.conn.execute("COMMIT")
+        self._commit()
+
+    def _begin(self) -> None:
+        """Start one input's writes: a savepoint inside the batch's transaction."""
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+        self.conn.execute("SAVEPOINT input")
+        self._writing = True
+
+    def _commit(self) -> None:
+        """End one input's writes; the batch commits every `commit_every` inputs."""
+        self.conn.execute("RELEASE input")
+        self._writing = False
+        self._uncommitted += 1
+        if self._uncommitted >= self.commit_every:
+            self.conn.execute("COMMIT")
+            self._uncommitted = 0
 
     def _count(self, reason: str, n: int) -> None:
         if n > 0:
@@ -201,7 +235,7 @@ class DatasetWriter:
 
         Tracks with empty features (none known) or not eight finite numbers are counted
         and left out. `size` is for callers that already validated the bytes with
-        images.decode (in a worker process). The same image added twice is stored once
+        images.size (in a worker process). The same image added twice is stored once
         with the union of its pairs. With a key, the cover is marked done in the same commit
         as the counts in `skipped` (e.g. a playlist's local files), so a resume never
         counts them twice. A cover with a `genre` label is kept even without tracks.
@@ -214,10 +248,10 @@ class DatasetWriter:
             reason = "cover without tracks with features"
         elif size is None:
             try:
-                size = images.decode(image).size
+                size = images.size(image)
             except images.ImageError as exc:
                 reason = exc.reason
-        self.conn.execute("BEGIN")
+        self._begin()
         for skip_reason, n in sorted((skipped or {}).items()):
             self._count(skip_reason, n)
         missing = sum(1 for t in tracks if not t.features)
@@ -228,7 +262,7 @@ class DatasetWriter:
         else:
             self._count(reason, 1)
         self._done(key)
-        self.conn.execute("COMMIT")
+        self._commit()
         return reason is None
 
     def _store(
@@ -262,6 +296,8 @@ class DatasetWriter:
     def finish(self) -> dict:
         """Compute feature statistics and rename OUT.partial to OUT; returns info(OUT)."""
         conn = self.conn
+        if conn.in_transaction:
+            conn.execute("COMMIT")
         if conn.execute("SELECT 1 FROM covers LIMIT 1").fetchone() is None:
             skipped = conn.execute("SELECT reason, count FROM skipped ORDER BY reason").fetchall()
             self.close()
@@ -301,7 +337,7 @@ class DatasetWriter:
             [("feature_stats_over", scope), ("finished_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))],
         )
         conn.execute("COMMIT")
-        conn.execute("PRAGMA journal_mode=DELETE")  # folds the WAL back in: one self-contained file
+        conn.execute("PRAGMA journal_mode=DELETE")  # removes the journal: one self-contained file
         conn.close()
         self.conn = None
         if self.out.exists() and not self.force:

@@ -33,6 +33,9 @@ from pressedplay.features import ACCEPTED, NAMES
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 _CHUNK = 32  # images per task sent to a worker: amortises the pickling round trip
+# Bytes per task at most: a 12 MP photo or a 6,000 px JPEG costs as much as dozens of
+# covers, so heavy files travel in small tasks and no worker is left with a slow tail.
+_CHUNK_BYTES = 4 << 20
 # Below this many images a pool costs more to start than it saves.
 _POOL_FROM = 200
 
@@ -63,13 +66,17 @@ def build_from_folder(
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
     labels, genres, skipped = read_labels(labels_csv, catalog, genre_column)
-    present = {image: tracks for image, tracks in labels.items() if (folder / image).is_file()}
+    present = {
+        image: tracks
+        for image, tracks in labels.items()
+        if os.path.isfile(os.path.join(folder, image))
+    }
     skipped["label without image"] += sum(
         len(tracks) for image, tracks in labels.items() if image not in present
     )
     skipped["image without labels"] += sum(1 for image in _images_in(folder) if image not in labels)
     source = f"folder:{folder.resolve()} labels:{labels_csv.resolve()}"
-    with DatasetWriter(out, source=source, force=force, seed=seed) as writer:
+    with DatasetWriter(out, source=source, force=force, seed=seed, commit_every=_CHUNK) as writer:
         for reason, n in sorted(skipped.items()):
             writer.skip(reason, n, key=f"labels:{reason}")
         todo = [image for image in present if not writer.is_done(f"file:{image}")]
@@ -189,18 +196,20 @@ def _images_in(folder: Path) -> Iterator[str]:
     """Relative paths of the image files under `folder`, hidden ones left out."""
     for root, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
+        within = os.path.relpath(root, folder)
+        prefix = "" if within == "." else within.replace(os.sep, "/") + "/"
         for name in names:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield Path(root, name).relative_to(folder).as_posix()
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                yield prefix + name
 
 
 Loaded = tuple[str, bytes, tuple[int, int] | None, str | None]  # image, bytes, size, reason
 
 
 def _load(folder: Path, image: str) -> Loaded:
-    """Read and fully decode one image: its bytes and size, or why it is skipped."""
+    """Read and validate one image (images.size): its bytes and size, or why it is skipped."""
     try:
-        data = inputs.read_bytes(folder / image, images.MAX_BYTES)
+        data = inputs.read_bytes(os.path.join(folder, image), images.MAX_BYTES)
     except inputs.InputError as exc:
         return image, b"", None, _file_reason(exc.reason)
     try:
@@ -235,7 +244,7 @@ def _load_all(folder: Path, todo: list[str], workers: int | None) -> Iterator[Lo
         workers, mp_context=multiprocessing.get_context(method), initializer=_ignore_sigint
     )
     try:
-        chunks = (todo[i : i + _CHUNK] for i in range(0, len(todo), _CHUNK))
+        chunks = _chunks(folder, todo)
         # A bounded window of chunks in flight: memory stays flat however big the folder.
         queue = deque(pool.submit(_load_chunk, folder, c) for c in islice(chunks, 4 * workers))
         while queue:
@@ -246,6 +255,24 @@ def _load_all(folder: Path, todo: list[str], workers: int | None) -> Iterator[Lo
             yield from loaded
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _chunks(folder: Path, todo: list[str]) -> Iterator[list[str]]:
+    """`todo` in order, cut into tasks of at most _CHUNK images and about _CHUNK_BYTES."""
+    chunk: list[str] = []
+    size = 0
+    for image in todo:
+        try:
+            weight = os.stat(os.path.join(folder, image)).st_size
+        except OSError:
+            weight = 0
+        if chunk and (len(chunk) == _CHUNK or size + weight > _CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(image)
+        size += weight
+    if chunk:
+        yield chunk
 
 
 def _cores() -> int:
