@@ -1,8 +1,14 @@
-"""Fixtures for pressedplay: an in-process CLI runner."""
+"""Fixtures for pressedplay: an in-process CLI runner, `serve` in a child process."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -144,3 +150,50 @@ def browser():
     session = webdriver.Chrome(options=options, service=Service(executable_path=driver))
     yield session
     session.quit()
+
+
+class Served:
+    """`pressedplay serve` in a child process; its console output collected."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        command = [sys.executable, "-m", "pressedplay.cli", "serve", "--port", "0", *args]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        self.lines: list[str] = []
+        started = threading.Event()
+
+        def collect() -> None:
+            for line in self.process.stdout:
+                self.lines.append(line)
+                if "Application startup complete" in line or "Uvicorn running" in line:
+                    started.set()
+            started.set()
+
+        threading.Thread(target=collect, daemon=True).start()
+        assert started.wait(60) and self.process.poll() is None, self.output
+        (self.base,) = re.findall(r"open (http://\S+) ", self.output)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(20)
+
+
+@pytest.fixture
+def serve_child() -> Iterator[Callable[..., Served]]:
+    """Starts `pressedplay serve --port 0 ARGS...`; every child is stopped afterwards."""
+    started: list[Served] = []
+
+    def start(*args: str) -> Served:
+        started.append(Served(*map(str, args)))
+        return started[-1]
+
+    yield start
+    for served in started:
+        if served.process.poll() is None:
+            served.stop()

@@ -381,6 +381,29 @@ def test_the_page_shows_the_continuation(browser, served, trecs_run):
     assert browser.find_elements(By.CSS_SELECTOR, "#genres [data-genre]") == []
 
 
+def test_serve_continue_takes_generates_settings(
+    trecs_run, cli, tmp_path, monkeypatch, serve_child
+):
+    """`serve --continue` with --seeds, --candidates and --feature-weight answers as
+    `generate --continue` does with the same three."""
+    monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))
+    catalog_csv.import_csv(trecs_run["catalog"])
+    knobs = ["--seeds", 2, "--candidates", 7, "--feature-weight", 0]
+    common = ["--model", "prior", "--continue", trecs_run["run"], "--db", trecs_run["db"]]
+    served = serve_child(*common, *knobs)
+    image = {"file": (EXAMPLE.name, EXAMPLE.read_bytes(), "image/jpeg")}
+    answer = requests.post(served.base + "/api/playlist", files=image, data={"n": 6}, timeout=60)
+    assert answer.status_code == 200, answer.text
+
+    def generated(*extra) -> dict:
+        result = cli("generate", EXAMPLE, *common, "--n", 6, "--format", "json", *extra)
+        assert result.code == 0, result.err
+        return json.loads(result.out)
+
+    assert answer.json() == generated(*knobs)
+    assert answer.json()["tracks"] != generated()["tracks"]  # the settings made a difference
+
+
 def test_serve_continue_bad_input_is_one_line(trecs_run, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PRESSEDPLAY_HOME", str(tmp_path / "home"))
     catalog_csv.import_csv(trecs_run["catalog"])
@@ -392,6 +415,7 @@ def test_serve_continue_bad_input_is_one_line(trecs_run, cli, tmp_path, monkeypa
         return result.err
 
     assert "--db only go with --continue TRECS_RUN" in error("--db", trecs_run["db"])
+    assert "--seeds only go with --continue TRECS_RUN" in error("--seeds", 3)
     assert "not a trecs run" in error("--continue", tmp_path, "--db", trecs_run["db"])
 
 

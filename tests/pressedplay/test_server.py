@@ -7,14 +7,10 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
 import re
 import select
-import signal
 import socket
 import stat
-import subprocess
-import sys
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -304,42 +300,10 @@ def spotify_app(fake_spotify, home, monkeypatch):
     return fake_spotify
 
 
-class Served:
-    """`pressedplay serve` in a child process; its console output collected."""
-
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        command = [sys.executable, "-m", "pressedplay.cli", "serve", "--port", "0", *args]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        self.lines: list[str] = []
-        started = threading.Event()
-
-        def collect() -> None:
-            for line in self.process.stdout:
-                self.lines.append(line)
-                if "Application startup complete" in line or "Uvicorn running" in line:
-                    started.set()
-            started.set()
-
-        threading.Thread(target=collect, daemon=True).start()
-        assert started.wait(60) and self.process.poll() is None, self.output
-        (self.base,) = re.findall(r"open (http://\S+) ", self.output)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(20)
-
-
 def test_serve_logs_in_to_spotify_and_saves_without_leaking_secrets(
-    spotify_app, home, picture
+    spotify_app, home, picture, serve_child
 ) -> None:
-    served = Served("--model", "prior")
+    served = serve_child("--model", "prior")
     try:
         base, browser = served.base, requests.Session()
         config = browser.get(base + "/api/config", timeout=10)

@@ -303,6 +303,9 @@ def serve_command(
         ),
     ] = None,
     db: MpdDbOption = None,
+    feature_weight: FeatureWeightOption = None,
+    seeds: SeedsOption = None,
+    candidates: CandidatesOption = None,
     device: DeviceOption = "cpu",
 ) -> None:
     """The web page: drop a picture, see its features and playlist, refine it by genre,
@@ -315,7 +318,9 @@ def serve_command(
         feedback_db=feedback_db,
         device=device,
         allowed_hosts=hosts_for(host),
-        continuing=_continuation(continue_, db),
+        continuing=_continuation(
+            continue_, db, feature_weight=feature_weight, seeds=seeds, candidates=candidates
+        ),
     )
     sock = bind(host, port)
     out.print(f"pressedplay: open {url(sock)} (Ctrl+C stops)", highlight=False)
