@@ -3,15 +3,19 @@ says so, and a run nothing restores from is one error line with every file uncha
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from tiny_runs import leaves, tiny
 
+from trecs import checkpoints as checkpoints_module
 from trecs.checkpoints import load_run
 from trecs.errors import UserError
 from trecs.train import train
@@ -72,6 +76,7 @@ def test_no_checkpoint_that_restores_is_a_user_error(run):
         load_run(run)
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_generate_and_evaluate_fall_back_with_a_notice(cli, run, db):
     garble(run / "checkpoints/20")
     before = hashes(run)
@@ -168,3 +173,59 @@ def test_a_damaged_or_foreign_run_is_one_error_line(cli, run, db, spoil):
     cli("evaluate", run, "--db", db, "--num-playlists", 10, "--n", 10).assert_error(str(run))
     cli("train", run, "--resume", "--db", db).assert_error(str(run))
     assert hashes(run) == before
+
+
+def test_only_orbax_abandoned_shard_reads_are_silenced(monkeypatch):
+    """After a checkpoint fails to restore, Orbax's abandoned shard reads report nothing
+    when collected; any other coroutine's failure still reaches the hook."""
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(u.object.__name__))
+
+    class Pending:  # an await that never completes, as a read of a shard in flight
+        def __await__(self):
+            yield
+
+    def abandoned(name: str) -> None:
+        async def read() -> None:
+            try:
+                await Pending()
+            except GeneratorExit:
+                raise RuntimeError("Event loop is closed") from None
+
+        read.__name__ = read.__qualname__ = name
+        coroutine = read()
+        coroutine.send(None)  # now waiting; collecting it throws GeneratorExit in
+        del coroutine
+        gc.collect()
+
+    abandoned("_read_array_index_and_device_put")
+    assert reported == ["_read_array_index_and_device_put"]  # as before any damage
+    checkpoints_module._drop_abandoned_reads()
+    checkpoints_module._drop_abandoned_reads()  # installed once however many failures
+    abandoned("_read_array_index_and_device_put")
+    abandoned("someone_elses")
+    assert reported == ["_read_array_index_and_device_put", "someone_elses"]
+
+
+def test_only_callbacks_finding_orbax_loop_closed_are_silenced(monkeypatch):
+    """TensorStore's callbacks of abandoned reads find Orbax's event loop closed; that
+    report is dropped, the same error raised anywhere else is not."""
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(str(u.exc_value)))
+    checkpoints_module._drop_abandoned_reads()
+    loop = asyncio.new_event_loop()
+    loop.close()
+
+    class Reporting:  # raises in __del__, which Python reports as unraisable
+        def __init__(self, call) -> None:
+            self.call = call
+
+        def __del__(self) -> None:
+            self.call()
+
+    def closed_elsewhere() -> None:
+        raise RuntimeError("Event loop is closed")
+
+    Reporting(lambda: loop.call_soon_threadsafe(print))
+    Reporting(closed_elsewhere)
+    assert reported == ["Event loop is closed"]  # the second one only

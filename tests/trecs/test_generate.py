@@ -33,7 +33,7 @@ CONFIG = ModelConfig(num_layers=2, num_heads=2, features=16, hidden=32, context=
 def model_of(config: ModelConfig) -> PlaylistTransformer:
     """An untrained model whose title words already mean something (they start at 0)."""
     model = PlaylistTransformer(config, rngs=nnx.Rngs(0))
-    model.title.embedding.value = jax.random.normal(jax.random.key(9), (64, 16))
+    model.title.embedding[...] = jax.random.normal(jax.random.key(9), (64, 16))
     return model
 
 

@@ -8,7 +8,9 @@ newest first and falls back to older ones, telling its caller which one it used.
 
 from __future__ import annotations
 
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,7 @@ def restore_newest(
     """The newest checkpoint that `restore_step` restores: (its step, what it returned,
     the newer steps that did not). A damaged checkpoint costs the steps since the one
     before it, not the run. No checkpoint that restores is a UserError."""
+    _drop_abandoned_reads()
     damaged: list[tuple[int, str]] = []
     for step in sorted(checkpoints.all_steps(), reverse=True):
         try:
@@ -91,6 +94,40 @@ def restore_newest(
         raise UserError(f"{run_dir}: no complete checkpoint yet")
     step, reason = damaged[0]
     raise UserError(f"{run_dir}: no checkpoint restores (step {step}: {reason})")
+
+
+# Orbax's coroutine reading one shard of an array.
+_ORBAX_SHARD_READ = "_read_array_index_and_device_put"
+
+
+def _drop_abandoned_reads() -> None:
+    """Orbax stops restoring a damaged checkpoint at its first bad shard and abandons the
+    reads of the others. Each abandoned read then reports a traceback: the coroutine when
+    it is collected ("Exception ignored in: <coroutine object
+    _read_array_index_and_device_put>"), TensorStore's callback when it finds Orbax's event
+    loop closed ("RuntimeError: Event loop is closed" from `call_soon_threadsafe`). Often
+    hundreds of lines, at random times around the one-line notice. Those reports, and
+    only those, are dropped; every other one reaches the hook that was in place."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_abandoned_reads", False):
+        return
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if not _is_abandoned_read(unraisable):
+            previous(unraisable)
+
+    hook.drops_abandoned_reads = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+def _is_abandoned_read(unraisable: sys.UnraisableHookArgs) -> bool:
+    if getattr(unraisable.object, "__name__", None) == _ORBAX_SHARD_READ:
+        return True
+    error = unraisable.exc_value
+    if not isinstance(error, RuntimeError) or str(error) != "Event loop is closed":
+        return False
+    frames = traceback.extract_tb(unraisable.exc_traceback)
+    return any(frame.name == "call_soon_threadsafe" for frame in frames)
 
 
 def _reason(exc: Exception) -> str:
