@@ -174,18 +174,18 @@ def outcome(check, data: bytes) -> str:
 
 
 def test_size_refuses_exactly_what_a_full_decode_refuses():
-    """size() checks JPEGs at their smallest DCT scale; damage shows there as in full."""
+    """size() checks JPEGs at their smallest DCT scale; damage shows there as in full
+    (colour, greyscale and CMYK, baseline and progressive)."""
     rng = np.random.default_rng(0)
     outcomes = []
     for case in range(150):
         r = np.random.default_rng(case % 10)
         pixels = r.integers(0, 64, (96, 128, 3)) + np.linspace(0, 180, 128)[None, :, None]
-        data = bytearray(
-            encode(Image.fromarray(pixels.astype(np.uint8)), "JPEG", progressive=case % 2 == 1)
-        )
-        if case % 3 == 0:  # cut anywhere
+        image = Image.fromarray(pixels.astype(np.uint8)).convert(("RGB", "L", "CMYK")[case % 3])
+        data = bytearray(encode(image, "JPEG", progressive=case // 3 % 2 == 1))
+        if case // 6 % 3 == 0:  # cut anywhere
             data = data[: rng.integers(2, len(data))]
-        elif case % 3 == 1:  # a few bytes changed
+        elif case // 6 % 3 == 1:  # a few bytes changed
             for at in rng.integers(0, len(data), rng.integers(1, 4)):
                 data[at] = rng.integers(0, 256)
         else:  # a run of garbage
