@@ -18,6 +18,7 @@ from trecs.data import PlaylistSource
 from trecs.evaluate import compare
 from trecs.ranker import Generators, Settings, feature_names, train_ranker
 from trecs.recommenders import Query, load, train_matrix, train_vocabulary, transformer
+from trecs.synth import synth_mpd
 from trecs.titles import normalise, train_keys
 from trecs.train import train
 
@@ -155,6 +156,12 @@ def test_generators_without_playlists_know_nothing_of_them(db, generators):
     assert not fold.title.scores(titles).toarray()[0][alone].any()
     assert not fold.catalog.log_track[alone - NUM_SPECIAL].any()
     assert (generators.catalog.log_track[alone - NUM_SPECIAL] > 0).all()
+    # Popularity is the other train playlists' occurrences, repeats included.
+    source = PlaylistSource(db, "train")
+    others = [generators.token_of[source[r]] for r in range(len(source)) if r != row]
+    occurrences = np.bincount(np.concatenate(others), minlength=len(generators.vocab.counts))
+    expected = np.log1p(occurrences[NUM_SPECIAL:].astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(fold.catalog.log_track, expected)
     pid = int(PlaylistSource(db, "train").playlist_ids[row])
     batch = fold.batch(
         [Query(pid, None, tuple(generators.vocab.track_ids[s - NUM_SPECIAL] for s in seeds[0]))]
@@ -260,3 +267,28 @@ def test_generate_with_a_ranker_lists_its_best_tracks(cli, db, ranker):
     sampled = cli(*args, "--temperature", 2.0)
     assert sampled.code == 0 and "sampling options do not apply" in sampled.err
     assert [t["uri"] for t in sampled.json()["tracks"]] == listed
+
+
+def test_a_left_out_playlist_takes_every_occurrence_from_popularity(tmp_path):
+    """Popularity counts occurrences: a track twice in a left-out playlist loses two."""
+    synth_mpd(tmp_path / "mpd", playlists=300, tracks=400, seed=3)
+    for path in (tmp_path / "mpd" / "data").glob("*.json"):
+        data = json.loads(path.read_text())
+        for playlist in data["playlists"]:  # each playlist plays its first track again
+            again = dict(playlist["tracks"][0], pos=len(playlist["tracks"]))
+            playlist["tracks"].append(again)
+            playlist["num_tracks"] += 1
+            playlist["duration_ms"] += again["duration_ms"]
+        path.write_text(json.dumps(data))
+    db = tmp_path / "mpd.db"
+    build_database(db, [tmp_path / "mpd"], workers=1)
+    tiny = ModelConfig(num_layers=1, num_heads=2, features=16, hidden=32, context=10)
+    config = TrainConfig(db=db, model=tiny, batch_size=8, num_steps=2, data_workers=0)
+    train(tmp_path / "run", config)
+    generators = Generators(db, load_run(tmp_path / "run"), SETTINGS)
+    first = generators.token_of[PlaylistSource(db, "train")[0]]
+    repeated = int(first[0]) - NUM_SPECIAL
+    assert (first == first[0]).sum() == 2
+    total = generators.vocab.counts[NUM_SPECIAL + repeated]
+    fold = generators.without(np.array([0]))
+    assert fold.catalog.log_track[repeated] == np.float32(np.log1p(float(total - 2)))

@@ -230,16 +230,20 @@ class Generators:
         cases drawn from those playlists then see the candidates and features of new
         playlists. Tokens stay those of the whole train split."""
         from trecs.baselines import Cooccurrence, PlaylistKNN
+        from trecs.data import PlaylistSource
 
         matrix = train_matrix(self.db)
         keep = np.ones(matrix.shape[0], np.float32)
         keep[rows] = 0.0
         kept = (sp.diags(keep) @ matrix).tocsr()
         kept.eliminate_zeros()
-        counts = self.vocab.counts.copy()
-        counts[NUM_SPECIAL:] -= (
-            np.asarray(matrix[rows].sum(axis=0)).ravel()[NUM_SPECIAL:].astype(counts.dtype)
-        )
+        # Popularity counts occurrences (the matrix is binary): a track twice in a left-out
+        # playlist loses two.
+        source = PlaylistSource(self.db, "train")
+        left = [self.token_of[source[int(row)]] for row in rows]
+        counts = self.vocab.counts - np.bincount(
+            np.concatenate(left), minlength=len(self.vocab.counts)
+        ).astype(self.vocab.counts.dtype)
         keys = list(train_keys(self.db))
         for row in rows:
             keys[row] = ""
@@ -327,18 +331,19 @@ class Generators:
         rows = np.concatenate(query_index)
         tracks = np.concatenate(chosen)
         tokens = tracks + NUM_SPECIAL
-        valid = np.isfinite(top_scores["transformer"])
-        # The transformer's rank of each candidate (depth: not in its list), read as the
-        # other generators' scores are: rank + 1 stored sparse, 0 where absent.
-        listed_rows, listed_ranks = np.nonzero(valid)
-        ranks = sp.csr_matrix(
-            (listed_ranks + 1.0, (listed_rows, tops["transformer"][valid])),
-            shape=(len(queries), num_tracks),
-        )
-        transformer_rank = entries(ranks, rows, tracks)
-        transformer_rank = np.where(transformer_rank > 0, transformer_rank - 1, depth)
         if self.transformer is None:  # unknown, as LightGBM reads NaN
             transformer_rank = np.full(len(rows), np.nan, np.float32)
+        else:
+            valid = np.isfinite(top_scores["transformer"])
+            # The transformer's rank of each candidate (depth: not in its list), read as
+            # the other generators' scores are: rank + 1 stored sparse, 0 where absent.
+            listed_rows, listed_ranks = np.nonzero(valid)
+            ranks = sp.csr_matrix(
+                (listed_ranks + 1.0, (listed_rows, tops["transformer"][valid])),
+                shape=(len(queries), num_tracks),
+            )
+            transformer_rank = entries(ranks, rows, tracks)
+            transformer_rank = np.where(transformer_rank > 0, transformer_rank - 1, depth)
         found = entries(evidence, rows, tokens)
         features = self._features(
             queries, seeds, seed_tracks, scores, top_scores, rows, tracks, depth
@@ -646,15 +651,14 @@ def _cross_fitted(
     if len(cases) > room:
         cases = [cases[i] for i in np.sort(rng.choice(len(cases), room, replace=False))]
     num_folds = min(len(drawn), -(-5 * len(drawn) // len(pids)))  # a fifth of train at most
-    folds_drawn = rng.permutation(len(drawn)) % num_folds
-    fold_of = dict(zip(pids[drawn].tolist(), folds_drawn.tolist(), strict=True))
-    row_of = {pid: row for row, pid in enumerate(pids.tolist())}
+    fold_of_drawn = rng.permutation(len(drawn)) % num_folds
+    # The split's playlists in pid order are train_matrix's rows: `drawn` are rows.
+    fold_of = dict(zip(pids[drawn].tolist(), fold_of_drawn.tolist(), strict=True))
     folds = []
     for fold in range(num_folds):
-        rows = np.array(sorted(row_of[p] for p, f in fold_of.items() if f == fold), np.int64)
         part = [c for c in cases if fold_of[c.query.pid] == fold]
         if part:
-            folds.append((rows, part))
+            folds.append((drawn[fold_of_drawn == fold], part))
     return folds
 
 
