@@ -325,7 +325,7 @@ class Generator:
         rows = self.table.shape[0]
         banned = np.arange(rows) >= self.vocab_size
         banned[[t for t in tokens if 0 <= t < rows]] = True
-        return self._put(jnp.asarray(banned))
+        return self._put(banned)  # straight to the device, committed: one transfer
 
     def continue_playlist(
         self, seeds: Sequence[int], settings: Settings, title: str | None = None
