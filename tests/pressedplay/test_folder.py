@@ -184,7 +184,10 @@ def test_heavy_files_travel_in_small_tasks(tmp_path, monkeypatch):
     names = [f"{i:02d}.jpg" for i in range(40)]
     for i, name in enumerate(names):
         (tmp_path / name).write_bytes(b"x" * (6_000 if i in (5, 6, 30) else 100))
-    chunks = list(folder_module._chunks(tmp_path, [*names, "missing.jpg"]))
+    todo = [*names, "missing.jpg"]
+    sizes = {name: folder_module._file_size(tmp_path, name) for name in todo}
+    assert sizes["missing.jpg"] is None and sizes["05.jpg"] == 6_000
+    chunks = list(folder_module._chunks(todo, sizes))
     assert [name for chunk in chunks for name in chunk] == [*names, "missing.jpg"]
     assert all(len(chunk) <= folder_module._CHUNK for chunk in chunks)
     assert ["05.jpg"] in [chunk[-1:] for chunk in chunks]  # 5 and 6 never share a task

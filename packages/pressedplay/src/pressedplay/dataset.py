@@ -39,6 +39,11 @@ class TrackFeatures(NamedTuple):
     features: tuple[float, ...]  # the eight of features.NAMES, in that order
 
 
+# Covers per commit for sources on this machine (a folder, synthetic covers): a commit
+# per image costs more than its insert; a killed build redoes at most this many.
+LOCAL_COMMIT_EVERY = 32
+
+
 def partial_path(out: Path) -> Path:
     """Where a build of OUT is written (and resumed) before it is renamed to OUT."""
     return out.with_name(out.name + ".partial")

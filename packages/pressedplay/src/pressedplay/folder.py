@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import posixpath
 import signal
+import stat
 import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pressedplay import images, inputs
-from pressedplay.dataset import DatasetWriter, TrackFeatures
+from pressedplay.dataset import LOCAL_COMMIT_EVERY, DatasetWriter, TrackFeatures
 from pressedplay.errors import UserError
 from pressedplay.features import ACCEPTED, NAMES
 
@@ -66,23 +67,22 @@ def build_from_folder(
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
     labels, genres, skipped = read_labels(labels_csv, catalog, genre_column)
-    present = {
-        image: tracks
-        for image, tracks in labels.items()
-        if os.path.isfile(os.path.join(folder, image))
-    }
+    sizes = {image: _file_size(folder, image) for image in labels}
+    present = {image: tracks for image, tracks in labels.items() if sizes[image] is not None}
     skipped["label without image"] += sum(
         len(tracks) for image, tracks in labels.items() if image not in present
     )
     skipped["image without labels"] += sum(1 for image in _images_in(folder) if image not in labels)
     source = f"folder:{folder.resolve()} labels:{labels_csv.resolve()}"
-    with DatasetWriter(out, source=source, force=force, seed=seed, commit_every=_CHUNK) as writer:
+    with DatasetWriter(
+        out, source=source, force=force, seed=seed, commit_every=LOCAL_COMMIT_EVERY
+    ) as writer:
         for reason, n in sorted(skipped.items()):
             writer.skip(reason, n, key=f"labels:{reason}")
         todo = [image for image in present if not writer.is_done(f"file:{image}")]
         if progress is not None and len(todo) < len(present):
             progress(len(present) - len(todo))
-        for image, data, size, reason in _load_all(folder, todo, workers):
+        for image, data, size, reason in _load_all(folder, todo, sizes, workers):
             key = f"file:{image}"
             if reason is None:
                 writer.add_cover(
@@ -228,7 +228,9 @@ def _load_chunk(folder: Path, chunk: list[str]) -> list[Loaded]:
     return [_load(folder, image) for image in chunk]
 
 
-def _load_all(folder: Path, todo: list[str], workers: int | None) -> Iterator[Loaded]:
+def _load_all(
+    folder: Path, todo: list[str], sizes: dict[str, int | None], workers: int | None
+) -> Iterator[Loaded]:
     """The images in order, decoded by a pool of processes when there are enough of them."""
     workers = workers or _cores()
     if workers < 2 or len(todo) < _POOL_FROM:
@@ -244,7 +246,7 @@ def _load_all(folder: Path, todo: list[str], workers: int | None) -> Iterator[Lo
         workers, mp_context=multiprocessing.get_context(method), initializer=_ignore_sigint
     )
     try:
-        chunks = _chunks(folder, todo)
+        chunks = _chunks(todo, sizes)
         # A bounded window of chunks in flight: memory stays flat however big the folder.
         queue = deque(pool.submit(_load_chunk, folder, c) for c in islice(chunks, 4 * workers))
         while queue:
@@ -257,15 +259,21 @@ def _load_all(folder: Path, todo: list[str], workers: int | None) -> Iterator[Lo
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _chunks(folder: Path, todo: list[str]) -> Iterator[list[str]]:
+def _file_size(folder: Path, image: str) -> int | None:
+    """The size of a regular file in `folder`; None for anything else or nothing."""
+    try:
+        status = os.stat(os.path.join(folder, image))
+    except OSError:
+        return None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
+
+
+def _chunks(todo: list[str], sizes: dict[str, int | None]) -> Iterator[list[str]]:
     """`todo` in order, cut into tasks of at most _CHUNK images and about _CHUNK_BYTES."""
     chunk: list[str] = []
     size = 0
     for image in todo:
-        try:
-            weight = os.stat(os.path.join(folder, image)).st_size
-        except OSError:
-            weight = 0
+        weight = sizes.get(image) or 0
         if chunk and (len(chunk) == _CHUNK or size + weight > _CHUNK_BYTES):
             yield chunk
             chunk, size = [], 0

@@ -232,7 +232,13 @@ def synth_covers(
         csv_path = Path(tmp) / "synth_songs.csv"
         with (
             open(csv_path, "w", newline="", encoding="utf-8") as handle,
-            dataset.DatasetWriter(Path(out), source=source, force=force, seed=seed) as writer,
+            dataset.DatasetWriter(
+                Path(out),
+                source=source,
+                force=force,
+                seed=seed,
+                commit_every=dataset.LOCAL_COMMIT_EVERY,
+            ) as writer,
         ):
             rows_out = csv.DictWriter(handle, fieldnames=_TIDYTUESDAY_COLUMNS)
             rows_out.writeheader()
