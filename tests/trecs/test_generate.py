@@ -16,10 +16,13 @@ from trecs.data import title_tokens
 from trecs.generate import (
     Generator,
     Settings,
+    at_least,
     decode_step,
     empty_cache,
     empty_pool,
     exact_logits,
+    first_set,
+    kth_at_most,
     pruned_best,
     reach_of,
     top_k,
@@ -89,6 +92,33 @@ def test_top_k_breaks_ties_as_a_sort_of_the_whole_vector():
     assert_same(top_k(scores, 4, block=64), jax.lax.top_k(scores, 4))
 
 
+@pytest.mark.parametrize("size", [1, 37, 500])
+def test_first_set_is_nonzero(size):
+    """Every density, lengths off the lane, fewer and more set entries than asked for."""
+    rng = np.random.default_rng(size)
+    for n, density in [(1000, 0.01), (1001, 0.3), (77, 1.0), (300, 0.0), (4096, 0.001)]:
+        mask = jnp.asarray(rng.random(n) < density)
+        expected = jnp.nonzero(mask, size=size, fill_value=n)[0]
+        np.testing.assert_array_equal(first_set(mask, size), expected)
+
+
+def test_at_least_and_kth_at_most_bound_the_kth_largest():
+    """`at_least`: reached by at least `count`, and close to the count-th largest;
+    `kth_at_most`: never above the k-th largest, ties and -inf included."""
+    rng = np.random.default_rng(0)
+    values = np.round(rng.normal(size=20_000), 2).astype(np.float32)
+    values[rng.random(20_000) < 0.3] = -np.inf
+    ordered = np.sort(values)[::-1]
+    for count in (1, 5, 128, 2000):
+        threshold = float(at_least(jnp.asarray(values), count))
+        assert (values >= threshold).sum() >= count
+        assert threshold >= ordered[count - 1] - 1e-5 * (ordered[0] - ordered[-1] + 1)
+    for k in (1, 20, 700):
+        assert float(kth_at_most(jnp.asarray(values), k)) <= ordered[k - 1]
+    assert float(at_least(jnp.full(10, -jnp.inf).at[3].set(1.0), 2)) == -np.inf
+    assert float(kth_at_most(jnp.full(100, -jnp.inf).at[3].set(1.0), 2)) == -np.inf
+
+
 def assert_same(got, expected) -> None:
     """Equal logits (to the bit) and rows."""
     np.testing.assert_array_equal(got[0], expected[0])
@@ -103,9 +133,6 @@ def full_scan(table, bias, hidden, banned, k):
     return jax.lax.top_k(logits, k)
 
 
-_pruned_best = jax.jit(pruned_best, static_argnames="k")
-
-
 def walk(table, bias, hiddens, k, size=64):
     """`pruned_best` along hidden states, banning each step's best row as generation
     does; checks every answer against a full scan. How many steps kept the pool."""
@@ -113,7 +140,7 @@ def walk(table, bias, hiddens, k, size=64):
     banned = jnp.zeros(table.shape[0], bool).at[:3].set(True)
     pool, kept = empty_pool(size, table.shape[1]), 0
     for hidden in hiddens:
-        values, rows, new = _pruned_best(reach, table, bias, hidden, banned, pool, k)
+        values, rows, new = pruned_best(reach, table, bias, hidden, banned, pool, k)
         assert_same((values, rows), full_scan(table, bias, hidden, banned, k))
         kept += bool(jnp.all(new.at == pool.at))
         pool, banned = new, banned.at[rows[0]].set(True)
@@ -145,7 +172,7 @@ def test_pruned_scoring_with_ties_and_few_rows_left():
     banned = jnp.ones(4000, bool).at[jnp.array([7, 3000])].set(False)
     hidden = jnp.ones(16)
     pool = empty_pool(64, 16)
-    got = _pruned_best(reach_of(table, bias), table, bias, hidden, banned, pool, 5)
+    got = pruned_best(reach_of(table, bias), table, bias, hidden, banned, pool, 5)
     assert_same(got[:2], full_scan(table, bias, hidden, banned, 5))
 
 
@@ -245,7 +272,8 @@ def test_every_compiled_call_gets_committed_arguments():
 
     generator._step = spy(generator._step)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("trecs.generate._pruned_best", spy(generate._pruned_best))
+        patch.setattr("trecs.generate._pool_pick", spy(generate._pool_pick))
+        patch.setattr("trecs.generate._rescan_jit", spy(generate._rescan_jit))
         patch.setattr("trecs.generate._ban", spy(generate._ban))
         picks = generator.continue_playlist([5, 9], Settings(length=20, seed=1), "summer")
     assert len(picks) == 20 > CONFIG.context  # the window restarted
