@@ -229,3 +229,36 @@ def test_only_callbacks_finding_orbax_loop_closed_are_silenced(monkeypatch):
     Reporting(lambda: loop.call_soon_threadsafe(print))
     Reporting(closed_elsewhere)
     assert reported == ["Event loop is closed"]  # the second one only
+
+
+def test_inference_reads_the_weights_and_leaves_the_optimizer_on_disk(trained, monkeypatch):
+    """`load_run` asks Orbax for the parameters and the table only: the table's AdamW
+    moments are each as large as the table (2.3 GB together at the MPD's size, which
+    took `trecs generate` to 7.2 GB). What it loads equals a full restore's weights."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    asked = []
+    restore = ocp.CheckpointManager.restore
+
+    def spy(self, step, args=None, **kwargs):
+        asked.append(args.state.item)
+        return restore(self, step, args=args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", spy)
+    loaded = load_run(trained)
+    item = asked[-1]
+    skipped = jax.tree.leaves((item.opt_state, item.table.mu, item.table.nu))
+    assert skipped and all(leaf is ocp.PLACEHOLDER for leaf in skipped)
+    kept = jax.tree.leaves((item.params, item.table.table))
+    assert kept and ocp.PLACEHOLDER not in kept
+
+    monkeypatch.undo()
+    with ocp.CheckpointManager((trained / "checkpoints").resolve()) as manager:
+        full = manager.restore(20, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    table = np.asarray(full.state["table"]["table"])
+    features = loaded.model.config.features
+    np.testing.assert_array_equal(loaded.table, table[:, :features])
+    if loaded.bias is not None:
+        np.testing.assert_array_equal(loaded.bias, table[:, features])
+    assert np.asarray(full.state["table"]["mu"]).any()  # there was something to leave

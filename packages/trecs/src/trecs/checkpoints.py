@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -181,16 +182,23 @@ def load_run(run_dir: Path, on_notice: Notice | None = None) -> TrainedModel:
     # On this process's first device, whatever devices and processes the run trained on.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), like)
+    # Inference needs the weights alone: the optimizer's state, the table's two AdamW
+    # moments above all (each as large as the table: 2.3 GB at the MPD's size), is left
+    # on disk.
+    skip = partial(jax.tree.map, lambda _: ocp.PLACEHOLDER)
+    abstract = abstract._replace(
+        opt_state=skip(abstract.opt_state),
+        table=abstract.table._replace(mu=skip(abstract.table.mu), nu=skip(abstract.table.nu)),
+    )
+    weights = ocp.args.PyTreeRestore(
+        abstract, ocp.checkpoint_utils.construct_restore_args(abstract)
+    )
     checkpoints = ocp.CheckpointManager((run_dir / "checkpoints").resolve())
     try:
         step, state, _ = restore_newest(
             run_dir,
             checkpoints,
-            lambda step: (
-                checkpoints.restore(
-                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-                ).state
-            ),
+            lambda step: checkpoints.restore(step, args=ocp.args.Composite(state=weights)).state,
             on_notice,
         )
     finally:
