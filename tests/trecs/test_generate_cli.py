@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +105,33 @@ def test_length_and_top_k_are_bounded(cli, run):
     assert len({t["uri"] for t in result.json()["tracks"]}) == tracks
     assert f"only {tracks:,} tracks can be added" in result.err
     assert f"sampling among all {tracks:,} tracks" in result.err
+
+
+def test_the_cli_keeps_compiled_programs_between_runs(run, tmp_path):
+    """`trecs` keeps JAX's compiled programs in the user's cache folder (here all of
+    them: no minimum compile time); a second run reads them and answers the same. With
+    JAX_ENABLE_COMPILATION_CACHE=false nothing is kept."""
+    run_dir, db = run
+    _, uri, _, _ = a_track(db)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env |= {
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    command = [sys.executable, "-c", "from trecs.cli import main; main()", "generate"]
+    command += [str(run_dir), "--track", uri, "--length", "5", "--format", "json"]
+
+    def generate(**extra: str) -> str:
+        return subprocess.run(
+            command, env=env | extra, check=True, capture_output=True, text=True
+        ).stdout
+
+    kept = tmp_path / "cache" / "trecs" / "jax"
+    first = generate()
+    entries = sorted(p.name for p in kept.iterdir())
+    assert entries
+    assert generate() == first
+    assert sorted(p.name for p in kept.iterdir()) == entries  # read, not compiled again
+    env["XDG_CACHE_HOME"] = str(tmp_path / "other")
+    assert generate(JAX_ENABLE_COMPILATION_CACHE="false") == first
+    assert not (tmp_path / "other" / "trecs" / "jax").exists()
