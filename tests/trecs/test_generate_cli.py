@@ -110,7 +110,8 @@ def test_length_and_top_k_are_bounded(cli, run):
 def test_the_cli_keeps_compiled_programs_between_runs(run, tmp_path):
     """`trecs` keeps JAX's compiled programs in the user's cache folder (here all of
     them: no minimum compile time); a second run reads them and answers the same. With
-    JAX_ENABLE_COMPILATION_CACHE=false nothing is kept."""
+    JAX_ENABLE_COMPILATION_CACHE=false nothing is kept; nor where the folder cannot be
+    made, silently."""
     run_dir, db = run
     _, uri, _, _ = a_track(db)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
@@ -134,4 +135,8 @@ def test_the_cli_keeps_compiled_programs_between_runs(run, tmp_path):
     assert sorted(p.name for p in kept.iterdir()) == entries  # read, not compiled again
     env["XDG_CACHE_HOME"] = str(tmp_path / "other")
     assert generate(JAX_ENABLE_COMPILATION_CACHE="false") == first
-    assert not (tmp_path / "other" / "trecs" / "jax").exists()
+    assert not any((tmp_path / "other" / "trecs" / "jax").iterdir())
+    (tmp_path / "file").touch()  # a cache folder that cannot be made: no cache, no warning
+    env["XDG_CACHE_HOME"] = str(tmp_path / "file" / "cache")
+    done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    assert done.stdout == first and "Warning" not in done.stderr

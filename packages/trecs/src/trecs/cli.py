@@ -738,8 +738,13 @@ def _keep_compiled_programs() -> None:
     MPD's size each `trecs generate` compiled the same 3 s of programs). Set in the
     environment, read when JAX is first imported: commands that never import it pay
     nothing, and a JAX_COMPILATION_CACHE_DIR of one's own, or
-    JAX_ENABLE_COMPILATION_CACHE=false, is left as it is."""
+    JAX_ENABLE_COMPILATION_CACHE=false, is left as it is. Where the folder cannot be
+    made (a read-only home), there is no cache rather than a warning at every compile."""
     folder = Path(platformdirs.user_cache_dir("trecs")) / "jax"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(folder))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
