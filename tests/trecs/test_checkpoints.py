@@ -234,7 +234,7 @@ def test_only_callbacks_finding_orbax_loop_closed_are_silenced(monkeypatch):
 def test_inference_reads_the_weights_and_leaves_the_optimizer_on_disk(trained, monkeypatch):
     """`load_run` asks Orbax for the parameters and the table only: the table's AdamW
     moments are each as large as the table (2.3 GB together at the MPD's size, which
-    took `trecs generate` to 7.2 GB). What it loads equals a full restore's weights."""
+    took `trecs generate` to 7.2 GB). Its table and bias equal a full restore's."""
     import jax
     import orbax.checkpoint as ocp
 

@@ -122,21 +122,19 @@ def test_the_cli_keeps_compiled_programs_between_runs(run, tmp_path):
     command = [sys.executable, "-c", "from trecs.cli import main; main()", "generate"]
     command += [str(run_dir), "--track", uri, "--length", "5", "--format", "json"]
 
-    def generate(**extra: str) -> str:
-        return subprocess.run(
-            command, env=env | extra, check=True, capture_output=True, text=True
-        ).stdout
+    def generate(**extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(command, env=env | extra, check=True, capture_output=True, text=True)
 
     kept = tmp_path / "cache" / "trecs" / "jax"
-    first = generate()
+    first = generate().stdout
     entries = sorted(p.name for p in kept.iterdir())
     assert entries
-    assert generate() == first
+    assert generate().stdout == first
     assert sorted(p.name for p in kept.iterdir()) == entries  # read, not compiled again
     env["XDG_CACHE_HOME"] = str(tmp_path / "other")
-    assert generate(JAX_ENABLE_COMPILATION_CACHE="false") == first
+    assert generate(JAX_ENABLE_COMPILATION_CACHE="false").stdout == first
     assert not any((tmp_path / "other" / "trecs" / "jax").iterdir())
     (tmp_path / "file").touch()  # a cache folder that cannot be made: no cache, no warning
     env["XDG_CACHE_HOME"] = str(tmp_path / "file" / "cache")
-    done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    done = generate()
     assert done.stdout == first and "Warning" not in done.stderr

@@ -736,8 +736,8 @@ def _terminate(signum: int, frame: object) -> None:
 def _keep_compiled_programs() -> None:
     """Compiled XLA programs persist between commands in JAX's compilation cache (at the
     MPD's size each `trecs generate` compiled the same 3 s of programs). Set in the
-    environment, read when JAX is first imported: commands that never import it pay
-    nothing, and a JAX_COMPILATION_CACHE_DIR of one's own, or
+    environment, read when JAX is first imported: commands that never import it pay only
+    the folder's creation, and a JAX_COMPILATION_CACHE_DIR of one's own, or
     JAX_ENABLE_COMPILATION_CACHE=false, is left as it is. Where the folder cannot be
     made (a read-only home), there is no cache rather than a warning at every compile."""
     folder = Path(platformdirs.user_cache_dir("trecs")) / "jax"

@@ -256,12 +256,8 @@ def _pool_pick(reach, table, bias, hidden, banned, rows, ceiling, at, k: int):
     selection only while nothing computes on its values; one comparison turned it into a
     sort of the pool (5 of a pick's 7 ms)."""
     values, rows = _pool_best(table, bias, hidden, banned, rows, k)
-    return values, rows, ceiling + _drift(reach, hidden, at) + 2 * _slack(reach, hidden)
-
-
-def _drift(reach: Reach, hidden: jax.Array, at: jax.Array) -> jax.Array:
-    """The most any logit can move from `at` to `hidden` (float32 rounding included)."""
-    return reach.radius * jnp.linalg.norm(hidden - at) * (1 + 1e-4)
+    drift = reach.radius * jnp.linalg.norm(hidden - at) * (1 + 1e-4)  # rounding included
+    return values, rows, ceiling + drift + 2 * _slack(reach, hidden)
 
 
 _rescan_jit = jax.jit(_rescan, static_argnames=("k", "size"))
@@ -282,9 +278,9 @@ def pruned_best(
     values, rows, bound = _pool_pick(
         reach, table, bias, hidden, banned, pool.rows, pool.ceiling, pool.at, k
     )
-    kth = np.asarray(values)[-1]
-    if kth > np.asarray(bound):
-        return np.asarray(values), np.asarray(rows), pool
+    values, rows = np.asarray(values), np.asarray(rows)
+    if values[-1] > np.asarray(bound):
+        return values, rows, pool
     values, rows, pool = _rescan_jit(reach, table, bias, hidden, banned, k, pool.rows.shape[0])
     return np.asarray(values), np.asarray(rows), pool
 
