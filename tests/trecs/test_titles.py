@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -116,3 +120,29 @@ def test_a_title_keeps_its_most_counted_tracks_and_values_blend_popularity():
     row = evidence.toarray()[0]
     expected = row / row.max() + full.prior * full.popularity
     np.testing.assert_allclose(values.toarray()[0][row > 0], expected[row > 0], rtol=1e-6)
+
+
+_FIT_AND_SCORE = """
+import hashlib, sys
+from pathlib import Path
+from trecs.titles import title_model
+scores = title_model(Path(sys.argv[1])).scores(["summer rock hits", "chil", "throwbacks 2016"])
+print(hashlib.sha256(scores.data.tobytes() + scores.indices.tobytes()).hexdigest())
+"""
+
+
+def test_scores_do_not_depend_on_the_processs_string_hashing(db):
+    """Python seeds its string hashes per process, and so its set orders: features
+    numbered in set order summed similarities in another order in each process, and two
+    `train-ranker` runs differed by a float ulp in a split threshold."""
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _FIT_AND_SCORE, str(db)],
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for hash_seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1, digests

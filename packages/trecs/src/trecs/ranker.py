@@ -156,7 +156,7 @@ class _Catalog:
         """(row, word) entries of the normalised names' words, growing the word index."""
         rows, cols = [], []
         for row, name in enumerate(names):
-            for word in set(normalise(name).split()):
+            for word in dict.fromkeys(normalise(name).split()):
                 rows.append(row)
                 cols.append(self.words.setdefault(word, len(self.words)))
         return rows, cols, len(names)
@@ -165,7 +165,7 @@ class _Catalog:
         """(len, words) binary title words known to the names, and each title's word count."""
         rows, cols, sizes = [], [], []
         for row, title in enumerate(titles):
-            words = set(normalise(title).split()) if title else set()
+            words = dict.fromkeys(normalise(title).split()) if title else {}
             sizes.append(len(words))
             for word in words:
                 col = self.words.get(word)

@@ -94,7 +94,7 @@ class TitleModel:
         self.feature_index: dict[str, int] = {}
         f_rows, f_cols = [], []
         for row, key in enumerate(self.titles):
-            for feature in set(_features(key)):
+            for feature in dict.fromkeys(_features(key)):
                 f_rows.append(row)
                 f_cols.append(self.feature_index.setdefault(feature, len(self.feature_index)))
         presence = sp.csr_matrix(
@@ -115,7 +115,7 @@ class TitleModel:
     def _query_vectors(self, keys: Sequence[str]) -> sp.csr_matrix:
         rows, cols, values = [], [], []
         for row, key in enumerate(keys):
-            for feature in set(_features(key)) if key else ():
+            for feature in dict.fromkeys(_features(key)) if key else ():
                 col = self.feature_index.get(feature)
                 if col is not None:
                     rows.append(row)
