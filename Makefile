@@ -7,7 +7,7 @@ PYTHON := $(UV) run python
 MPD_ZIP := data/spotify_million_playlist_dataset.zip
 DEMO := data/demo
 
-.PHONY: demo test lint bench-build-db bench-train bench-losses bench-generate bench-generate-trecs \
+.PHONY: demo test lint bench-build-db bench-train bench-losses bench-checkpoints bench-generate bench-generate-trecs \
 	bench-generate-pressedplay bench-evaluate bench-challenge bench-dataset bench-predict bench-prior bench-real-covers bench-server clean-demo
 
 ## demo: the main job end to end on built-in synthetic data, no network
@@ -90,6 +90,9 @@ bench-losses:
 	$(PYTHON) benchmarks/losses.py
 
 # Both generators: trecs' continuation (s per playlist) and pressedplay's catalog retrieval.
+bench-checkpoints:
+	$(PYTHON) benchmarks/checkpoints.py
+
 bench-generate: bench-generate-trecs bench-generate-pressedplay
 
 bench-generate-trecs:
