@@ -458,3 +458,28 @@ def test_without_trecs_continue_says_how_to_install_it(trecs_run, tmp_path):
         "error: --continue needs the trecs package, which cannot be imported (No module "
         "named 'trecs'): pip install 'pressedplay[trecs]'"
     ]
+
+
+def test_continue_keeps_compiled_programs_between_runs(trecs_run, tmp_path):
+    """`--continue` compiles trecs programs, kept in the user's cache folder as the trecs
+    commands keep theirs (here all of them: no minimum compile time); a second run reads
+    them and answers the same."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env |= {
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "PRESSEDPLAY_HOME": str(tmp_path / "home"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    command = [sys.executable, "-c", "from pressedplay.cli import main; main()", "generate"]
+    command += [str(EXAMPLE), "--model", "prior", "--continue", str(trecs_run["run"])]
+    command += ["--db", str(trecs_run["db"]), "--n", "4", "--format", "json"]
+
+    def generate() -> str:
+        return subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+
+    kept = tmp_path / "cache" / "trecs" / "jax"
+    first = generate()
+    entries = sorted(p.name for p in kept.iterdir())
+    assert entries
+    assert generate() == first
+    assert sorted(p.name for p in kept.iterdir()) == entries  # read, not compiled again

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,16 +30,6 @@ def _load_tiny_runs() -> None:
 
 
 _load_tiny_runs()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def compile_cache(tmp_path_factory) -> Path:
-    """The CLI keeps JAX's compiled programs in the user's cache folder; trecs processes
-    the tests start keep theirs in the session's instead. This process keeps none: JAX
-    read its settings when it was imported, before this."""
-    folder = tmp_path_factory.mktemp("jax-cache")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
-    return folder
 
 
 @dataclass

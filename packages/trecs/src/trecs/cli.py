@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import platformdirs
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -27,6 +26,7 @@ from rich.table import Table
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from trecs import __version__
+from trecs.compile_cache import keep_compiled_programs
 from trecs.display import markup_safe, printable
 from trecs.errors import UserError
 from trecs.inputs import check_output
@@ -733,26 +733,10 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _keep_compiled_programs() -> None:
-    """Compiled XLA programs persist between commands in JAX's compilation cache (at the
-    MPD's size each `trecs generate` compiled the same 3 s of programs). Set in the
-    environment, read when JAX is first imported: commands that never import it pay only
-    the folder's creation, and a JAX_COMPILATION_CACHE_DIR of one's own, or
-    JAX_ENABLE_COMPILATION_CACHE=false, is left as it is. Where the folder cannot be
-    made (a read-only home), there is no cache rather than a warning at every compile."""
-    folder = Path(platformdirs.user_cache_dir("trecs")) / "jax"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(folder))
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-
-
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 2 bad input, 130 interrupted."""
     signal.signal(signal.SIGTERM, _terminate)
-    _keep_compiled_programs()
+    keep_compiled_programs()
     try:
         result = app(args=argv, prog_name="trecs", standalone_mode=False)
     except NoArgsIsHelpError as exc:
