@@ -5,7 +5,8 @@ chunks of `trecs.checkpoints.CHUNK_BYTES`, once as Orbax stores arrays by defaul
 in one chunk, as runs saved before this benchmark were). Prints the time of each save
 (the run's one checkpoint: the table and its two AdamW moments) and of `load_run` (what
 `trecs generate`, `evaluate` and `train-ranker` start with), each load in a fresh process
-as a command runs it; medians of several runs, both layouts alternated.
+as a command runs it, and that process's peak memory; medians of several runs, both
+layouts alternated.
 
     uv run python benchmarks/checkpoints.py [--runs 5]
 """
@@ -22,14 +23,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# Peak memory from /proc (Linux): getrusage's maxrss would count the parent's memory,
+# which this process had between fork and exec.
 LOAD = """
-import sys, time
+import re, sys, time
 from pathlib import Path
 import jax
 from trecs.checkpoints import load_run
 start = time.perf_counter()
 jax.block_until_ready(load_run(Path(sys.argv[1])).table)
-print(time.perf_counter() - start)
+seconds = time.perf_counter() - start
+peak_kb = re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)
+print(seconds, int(peak_kb) / 1e6)
 """
 
 
@@ -56,11 +61,13 @@ def make(root: Path, chunk_bytes: int | None) -> tuple[Path, float]:
     return run_dir, sum(spent)
 
 
-def load_s(run_dir: Path) -> float:
+def load(run_dir: Path) -> tuple[float, float]:
+    """Seconds of one `load_run` in a fresh process, and the process's peak memory in GB."""
     done = subprocess.run(
         [sys.executable, "-c", LOAD, str(run_dir)], check=True, capture_output=True, text=True
     )
-    return float(done.stdout.split()[-1])
+    seconds, peak_gb = done.stdout.split()[-2:]
+    return float(seconds), float(peak_gb)
 
 
 def main() -> None:
@@ -77,14 +84,18 @@ def main() -> None:
             print(f"making a 2,262,295-row run, {name} ...", flush=True)
             runs[name], saves[name] = make(Path(tmp) / str(chunk_bytes), chunk_bytes)
         loads: dict[str, list[float]] = {name: [] for name in layouts}
+        peaks: dict[str, list[float]] = {name: [] for name in layouts}
         for _ in range(args.runs):
             for name in layouts:
-                loads[name].append(load_s(runs[name]))
+                seconds, peak_gb = load(runs[name])
+                loads[name].append(seconds)
+                peaks[name].append(peak_gb)
     for name in layouts:
         times = ", ".join(f"{t:.2f}" for t in loads[name])
         print(
             f"{name}: save {saves[name]:.2f} s; load_run median "
-            f"{statistics.median(loads[name]):.2f} s (runs {times})"
+            f"{statistics.median(loads[name]):.2f} s (runs {times}), peak memory median "
+            f"{statistics.median(peaks[name]):.2f} GB (max {max(peaks[name]):.2f})"
         )
     new, old = (statistics.median(loads[name]) for name in layouts)
     print(f"load_run: {old / new:.2f}x faster in chunks")

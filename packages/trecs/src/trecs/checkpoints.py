@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -200,9 +201,13 @@ def load_run(run_dir: Path, on_notice: Notice | None = None) -> TrainedModel:
         opt_state=skip(abstract.opt_state),
         table=abstract.table._replace(mu=skip(abstract.table.mu), nu=skip(abstract.table.nu)),
     )
-    weights = ocp.args.PyTreeRestore(
-        abstract, ocp.checkpoint_utils.construct_restore_args(abstract)
+    restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+    # The table comes to host memory, where its bias column is cut off without a device
+    # copy of the whole: one copy of the table fewer at the peak.
+    restore_args = restore_args._replace(
+        table=restore_args.table._replace(table=ocp.RestoreArgs(restore_type=np.ndarray))
     )
+    weights = ocp.args.PyTreeRestore(abstract, restore_args)
     checkpoints = ocp.CheckpointManager((run_dir / "checkpoints").resolve())
     try:
         step, state, _ = restore_newest(
@@ -213,12 +218,11 @@ def load_run(run_dir: Path, on_notice: Notice | None = None) -> TrainedModel:
         )
     finally:
         checkpoints.close()
-    table = state.table.table
+    table = state.table.table  # in host memory
     features = config.model.features
-    bias = table[:, features] if config.model.output_bias else None
-    return TrainedModel(
-        config, vocab, nnx.merge(graphdef, state.params), table[:, :features], step, bias
-    )
+    bias = jax.device_put(table[:, features], device) if config.model.output_bias else None
+    rows = jax.device_put(table[:, :features], device)
+    return TrainedModel(config, vocab, nnx.merge(graphdef, state.params), rows, step, bias)
 
 
 def _run_files(run_dir: Path) -> tuple[TrainConfig, Vocabulary]:
