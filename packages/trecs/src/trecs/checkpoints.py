@@ -48,9 +48,9 @@ def manager(run_dir: Path, keep: int) -> ocp.CheckpointManager:
 
 # Arrays are stored in chunks of at most this size. Orbax's default keeps an array in
 # one chunk, which tensorstore compresses and decompresses on one thread: the MPD's table
-# (2,262,295 x 129 float32) then took 5.4 s to save and 4-5.7 s to load here, against
-# 2.1 s for both in chunks of this size (`benchmarks/checkpoints.py`). Smaller chunks
-# gained nothing more on 2 cores and leave parallelism for larger machines.
+# (2,262,295 x 129 float32) alone took 5.4 s to save and 4-5.7 s to restore here, and
+# about 2 s each in chunks of 32-128 MiB (whole runs: `make bench-checkpoints`). Smaller
+# chunks gained nothing more on 2 cores; they leave parallelism for larger machines.
 CHUNK_BYTES = 64 << 20
 
 
