@@ -81,19 +81,8 @@ app.command("feedback")(pictures.feedback_command)
 app.command("serve")(pictures.serve_command)
 
 
-def _keep_compiled_programs() -> None:
-    """`--continue` compiles trecs programs: kept between commands in JAX's compilation
-    cache, as trecs' own commands keep them. Nothing without the trecs extra."""
-    try:
-        from trecs.compile_cache import keep_compiled_programs
-    except ImportError:
-        return
-    keep_compiled_programs()
-
-
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 2 bad input, 130 interrupted."""
-    _keep_compiled_programs()
     try:
         result = app(args=argv, prog_name="pressedplay", standalone_mode=False)
     except NoArgsIsHelpError as exc:

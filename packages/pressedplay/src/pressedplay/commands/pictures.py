@@ -157,8 +157,20 @@ def _continuation(run: Path | None, db: Path | None, **knobs: float | None) -> C
     from pressedplay.continuation import require_trecs
     from pressedplay.picture import Continuation
 
+    _keep_compiled_programs()  # before require_trecs imports JAX, which reads it
     require_trecs()  # before the model is loaded and the picture predicted
     return Continuation(run, db, **{k: v for k, v in knobs.items() if v is not None})
+
+
+def _keep_compiled_programs() -> None:
+    """--continue compiles trecs programs: kept between commands in JAX's compilation
+    cache, as trecs' own commands keep them. Nothing without the trecs extra (then
+    `require_trecs` says how to install it)."""
+    try:
+        from trecs.compile_cache import keep_compiled_programs
+    except ImportError:
+        return
+    keep_compiled_programs()
 
 
 def _spotify_login() -> spotipy.Spotify:
