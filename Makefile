@@ -95,8 +95,9 @@ bench-checkpoints:
 
 bench-generate: bench-generate-trecs bench-generate-pressedplay
 
+# TRAINED=RUN_DIR adds a trained run's figures (benchmarks/README.md has the recipe).
 bench-generate-trecs:
-	$(PYTHON) benchmarks/generate.py
+	$(PYTHON) benchmarks/generate.py $(if $(TRAINED),--trained $(TRAINED))
 
 bench-generate-pressedplay:
 	$(PYTHON) benchmarks/retrieval.py

@@ -5,10 +5,16 @@ machine streams a float32 scan at, the lower bound per track that follows), the 
 50-track continuation of a 5-track seed in the library (after loading and compiling), and
 through the CLI: the wall time of `trecs generate --length 60` minus `--length 10` on a
 saved run of that size, so that loading and compiling cancel. Medians of several runs.
-Every row is a track, as on the MPD: the run's vocabulary maps its 2,262,292 tracks onto
-the synthetic database's, repeating them (weights are untrained, as in bench-evaluate).
 
-    uv run python benchmarks/generate.py [--runs 5] [--cli-runs 3]
+Two tables. The untrained one (always): every row is a track, as on the MPD, the run's
+vocabulary mapping its 2,262,292 tracks onto a small synthetic database's, repeating them,
+with random weights (as in bench-evaluate): logits nearly flat, the worst case for pooling.
+A trained one (`--trained RUN_DIR`), what users generate from: continuations of the first
+5 tracks of the run's test playlists, and the CLI figures on that run. The README of
+benchmarks/ gives the recipe of the run it reports (1,000,000 synthetic playlists,
+`trecs train --num-steps 3000 --batch-size 32 --num-tracks 2262295`).
+
+    uv run python benchmarks/generate.py [--runs 5] [--cli-runs 3] [--trained RUN_DIR]
 
 Target (issue 17): 50 tracks in under 0.5 s through the CLI (before: 4.9 s; 1.52 s in
 the library).
@@ -105,6 +111,62 @@ def library(runs: int) -> dict:
     }
 
 
+def trained(run_dir: Path, runs: int) -> dict:
+    """Library figures on a trained run: 50 sampled tracks after the first 5 tracks of
+    each of the first `runs` test playlists of its database, scans counted, and a check
+    of two continuations against full scans."""
+    from trecs.checkpoints import load_run
+    from trecs.config import NUM_SPECIAL
+    from trecs.db import connect
+    from trecs.generate import Generator, Settings
+
+    run = load_run(run_dir)
+    token_of = run.vocab.token_of()
+    conn = connect(run.config.db)
+    try:
+        pids = conn.execute(
+            "SELECT m.playlist_id FROM split_memberships m JOIN splits s ON s.id = m.split_id"
+            " WHERE s.name = 'test' ORDER BY m.playlist_id LIMIT ?",
+            (runs,),
+        ).fetchall()
+        seeds = []
+        for (pid,) in pids:
+            ids = conn.execute(
+                "SELECT track_id FROM playlist_track_memberships WHERE playlist_id = ?"
+                " ORDER BY pos LIMIT 5",
+                (pid,),
+            ).fetchall()
+            seeds.append([int(token_of[i]) for (i,) in ids if i < len(token_of)])
+        first = int(run.vocab.track_ids[seeds[0][0] - NUM_SPECIAL])
+        uri = conn.execute("SELECT uri FROM tracks WHERE id = ?", (first,)).fetchone()[0]
+    finally:
+        conn.close()
+    generator = counted(Generator)(run.model, run.table, len(run.vocab), run.bias)
+    generator.continue_playlist(seeds[0], Settings(length=60))  # compile
+    times, scans = [], []
+    for seed, tokens in enumerate(seeds):
+        generator.scans = 0
+        start = time.perf_counter()
+        generator.continue_playlist(tokens, Settings(length=50, seed=seed))
+        times.append(time.perf_counter() - start)
+        scans.append(generator.scans)
+    exact = Generator(run.model, run.table, len(run.vocab), run.bias, pool_size=len(run.table))
+    same = all(
+        exact.continue_playlist(tokens, Settings(50, seed=seed))
+        == generator.continue_playlist(tokens, Settings(50, seed=seed))
+        for seed, tokens in enumerate(seeds[:2])
+    )
+    return {
+        "rows": run.table.shape[0],
+        "median": statistics.median(times),
+        "times": times,
+        "scans": scans,
+        "same": same,
+        "token": seeds[0][0],
+        "uri": uri,
+    }
+
+
 def make_run(root: Path) -> tuple[Path, str]:
     """A saved run with 2,262,295 rows, every one a track of a small synthetic database
     (repeating them); and a seed track's URI."""
@@ -159,26 +221,27 @@ print(time.perf_counter() - start)
 """
 
 
-def fresh_s(run_dir: Path, length: int) -> float:
+def fresh_s(run_dir: Path, length: int, token: int) -> float:
     """Seconds of one continuation of `length` tracks in a fresh process (see FRESH)."""
-    token = "5"  # a track (the first after the special tokens)
-    command = [sys.executable, "-c", FRESH, str(run_dir), str(length), token]
+    command = [sys.executable, "-c", FRESH, str(run_dir), str(length), str(token)]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return float(done.stdout.split()[-1])
 
 
-def cli(runs: int) -> tuple[list[float], list[float], list[float], list[float]]:
+def cli(runs: int, run_dir: Path | None, token: int, uri: str) -> tuple[list[float], ...]:
     """Wall times of the 60-track and 10-track CLI runs, and the continuation alone in a
-    fresh process for both lengths, alternated."""
+    fresh process for both lengths, alternated, from the seed track `uri` (`token` in the
+    run); on `run_dir`, or on an untrained run made for the purpose."""
     with tempfile.TemporaryDirectory() as tmp:
-        print("making a 2,262,295-row run ...", flush=True)
-        run_dir, uri = make_run(Path(tmp))
+        if run_dir is None:
+            print("making an untrained 2,262,295-row run ...", flush=True)
+            run_dir, uri = make_run(Path(tmp))
         long, short, fresh_long, fresh_short = [], [], [], []
         for _ in range(runs):
             long.append(cli_s(run_dir, uri, 60))
             short.append(cli_s(run_dir, uri, 10))
-            fresh_long.append(fresh_s(run_dir, 60))
-            fresh_short.append(fresh_s(run_dir, 10))
+            fresh_long.append(fresh_s(run_dir, 60, token))
+            fresh_short.append(fresh_s(run_dir, 10, token))
     return long, short, fresh_long, fresh_short
 
 
@@ -186,6 +249,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cli-runs", type=int, default=3)
+    parser.add_argument(
+        "--trained", type=Path, help="a trained run: its figures, and the CLI's on it"
+    )
     args = parser.parse_args()
 
     lib = library(args.runs)
@@ -206,8 +272,20 @@ def main() -> None:
     )
     print(f"picks equal to full float32 scans (greedy and sampled): {lib['same']}")
     times = ", ".join(f"{t:.2f}" for t in lib["times"])
-    print(f"library, 50 tracks: median {lib['median']:.2f} s (runs {times})")
-    long, short, fresh_long, fresh_short = cli(args.cli_runs)
+    print(f"untrained table, library, 50 tracks: median {lib['median']:.2f} s (runs {times})")
+    token, uri = 5, ""  # the untrained run's first track; its URI comes with the run
+    if args.trained:
+        run = trained(args.trained, args.runs)
+        token, uri = run["token"], run["uri"]
+        print(
+            f"trained table ({args.trained}, {run['rows']:,} rows), library, 50 sampled "
+            f"tracks after 5 seed tracks: median {run['median']:.2f} s (runs "
+            f"{', '.join(f'{t:.2f}' for t in run['times'])}); scans "
+            f"{', '.join(map(str, run['scans']))}; equal to full scans: {run['same']}"
+        )
+    which = f"trained run {args.trained}" if args.trained else "untrained run"
+    print(f"CLI figures on the {which}:")
+    long, short, fresh_long, fresh_short = cli(args.cli_runs, args.trained, token, uri)
     print(
         "fresh process, continuation alone (compiling included), 60 minus 10 tracks: "
         f"{statistics.median(fresh_long) - statistics.median(fresh_short):.2f} s between "

@@ -182,6 +182,58 @@ def test_pruned_scoring_of_a_zero_hidden_state():
     walk(table, jnp.arange(3000.0) % 7, jnp.zeros((2, 16)), 3)
 
 
+def uneven_table(rows: int = 6000, features: int = 16) -> jax.Array:
+    """Rows whose lengths spread over two orders of magnitude, as a trained table's do."""
+    lengths = jnp.exp(1.2 * jax.random.normal(jax.random.key(11), (rows, 1)))
+    return lengths * init_table(jax.random.key(10), rows, features)
+
+
+@pytest.mark.parametrize("scale", [0.3, 1.0, 3.0])
+def test_a_pool_bounds_every_row_outside_it_at_any_drift(scale):
+    """Whatever the hidden state, no row outside a fresh pool scores above the bound
+    `_pool_pick` returns: at the drifts where the rise is known, between them (the
+    chord) and beyond the last (the radius)."""
+    table = uneven_table()
+    bias = 0.3 * jax.random.normal(jax.random.key(12), (6000,))
+    banned = jnp.zeros(6000, bool).at[:50].set(True)
+    reach = reach_of(table, bias)
+    at = scale * jax.random.normal(jax.random.key(13), (16,))
+    pool = generate._rescan_jit(reach, table, bias, at, banned, 5, 256)[2]
+    assert np.isfinite(np.asarray(pool.rise)).all()
+    outside = np.ones(6000, bool)
+    outside[np.asarray(pool.rows)[np.asarray(pool.rows) < 6000]] = False
+    outside &= ~np.asarray(banned)
+    directions = jax.random.normal(jax.random.key(14), (40, 16))
+    for i, fraction in enumerate([*generate.DRIFTS, 0.005, 0.02, 0.04, 0.3, 0.7, 1.5, 4.0]):
+        for direction in directions[i % 8 :: 8]:
+            hidden = at + fraction * jnp.linalg.norm(at) * direction / jnp.linalg.norm(direction)
+            bound = generate._pool_pick(
+                reach, table, bias, hidden, banned, pool.rows, pool.rise, pool.at, 5
+            )[2]
+            logits = np.asarray(exact_logits(table, hidden, bias))
+            assert logits[outside].max() <= float(bound)
+
+
+def test_banned_long_rows_do_not_loosen_the_pools_bound():
+    """The special tokens' rows grow far longer than any track's in training; banned,
+    they can never be picked, so they must not make every pick scan the table."""
+    table = init_table(jax.random.key(4), 5000, 16)
+    bias = 0.1 * jax.random.normal(jax.random.key(5), (5000,))
+    hiddens = drifting(6, 30)
+    plain = walk(table, bias, hiddens, 5)
+    long_specials = table.at[:3].multiply(40.0)  # `walk` bans rows 0-2
+    assert walk(long_specials, bias, hiddens, 5) >= plain - 2
+
+
+def test_uneven_rows_keep_pools_longer_than_one_radius_would():
+    """Rows of very different lengths: bounding each block by its own longest row keeps
+    the pool through more of a slow drift (17 of 30 steps) than the table's radius
+    (10 of 30)."""
+    table = uneven_table()
+    kept = walk(table, jnp.zeros(6000), drifting(15, 30, speed=0.01), 5, size=128)
+    assert kept >= 14
+
+
 @pytest.mark.parametrize("settings", [Settings(30, greedy=True), Settings(30, 5, 0.7, seed=2)])
 def test_a_pooled_generator_continues_as_a_scanning_one(settings):
     model = model_of(CONFIG)

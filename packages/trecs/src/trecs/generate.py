@@ -73,7 +73,7 @@ def empty_cache(model: PlaylistTransformer) -> Cache:
     config = model.config
     head_dim = config.features // config.num_heads
     shape = (config.num_layers, config.context, config.num_heads, head_dim)
-    return Cache(jnp.zeros(shape), jnp.zeros(shape))
+    return Cache(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
 
 
 def top_k(scores: jax.Array, k: int, block: int = 4096) -> tuple[jax.Array, jax.Array]:
@@ -117,30 +117,43 @@ def _ban(banned: jax.Array, token: jax.Array) -> jax.Array:
 _top_k = jax.jit(top_k, static_argnums=1)
 
 
+# Rows are pooled and bounded by blocks of BLOCK consecutive rows.
+BLOCK = 4
+# Drifts, as fractions of |at|, at which a pool knows how far its outside can rise: the
+# rows that come close to its ceiling are rarely the longest (on a trained table few rows
+# are long), so one radius for all rows overstates the rise many times.
+DRIFTS = (0.0, *(k / 128 for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)))
+
+
 class Reach(NamedTuple):
-    """What bounds how far a logit can move: the largest |table[i]| and |bias[i]|."""
+    """What bounds how far a logit can move: the largest |table[i]| and |bias[i]|, and
+    every |table[i]|."""
 
     radius: jax.Array  # ()
     bias: jax.Array  # ()
+    norms: jax.Array  # (rows,)
 
 
 @jax.jit
 def reach_of(table: jax.Array, bias: jax.Array) -> Reach:
-    return Reach(jnp.linalg.norm(table, axis=1).max(), jnp.abs(bias).max())
+    norms = jnp.linalg.norm(table, axis=1)
+    return Reach(norms.max(), jnp.abs(bias).max(), norms)
 
 
 class Pool(NamedTuple):
-    """Rows whose exact logits are kept at hand: every row outside `rows` had a logit
-    of at most `ceiling` for the hidden state `at` (bans can only lower that)."""
+    """Rows whose exact logits are kept at hand: for the hidden state `at`, no row
+    outside `rows` could reach `rise[j]` with a hidden state within DRIFTS[j] |at| of
+    `at` (`rise[0]`: the largest logit outside; bans can only lower these)."""
 
     rows: jax.Array  # (pool size,) ascending; rows past the table's are empty places
-    ceiling: jax.Array  # ()
+    rise: jax.Array  # (len(DRIFTS),)
     at: jax.Array  # (features,)
 
 
 def empty_pool(size: int, features: int) -> Pool:
     """A pool that vouches for nothing: the first pick scans the table."""
-    return Pool(jnp.zeros(size, jnp.int32), jnp.float32(jnp.inf), jnp.zeros(features))
+    inf = np.full(len(DRIFTS), np.inf, np.float32)
+    return Pool(np.zeros(size, np.int32), inf, np.zeros(features, np.float32))
 
 
 def _slack(reach: Reach, hidden: jax.Array) -> jax.Array:
@@ -218,7 +231,7 @@ def kth_at_most(values: jax.Array, k: int) -> jax.Array:
     return at_least(groups.reshape(-1, width).max(1), k)
 
 
-def _rescan(reach: Reach, table, bias, hidden, banned, k: int, size: int, block: int = 4):
+def _rescan(reach: Reach, table, bias, hidden, banned, k: int, size: int, block: int = BLOCK):
     """A float32 scan (XLA's fast product, within `slack` of the exact logits) picks a
     new pool: the blocks of `block` rows whose best passes a threshold that about half
     of the pool's blocks pass (estimated on a sample), lowered if need be to hold every
@@ -238,8 +251,15 @@ def _rescan(reach: Reach, table, bias, hidden, banned, k: int, size: int, block:
     chosen = first_set(above, blocks)
     pooled = (chosen[:, None] * block + jnp.arange(block, dtype=jnp.int32)).reshape(-1)
     overflow = above.sum() > blocks
-    ceiling = jnp.max(jnp.where(above, -jnp.inf, maxima)) + slack
-    pool = Pool(pooled, jnp.where(overflow, jnp.inf, ceiling), hidden)
+    # A block's logits move by at most its longest row times the drift: the largest
+    # block maximum outside plus that, at each of DRIFTS (all that `_pool_pick` keeps).
+    # Banned rows stay banned, so their length does not count: the special tokens' rows
+    # are several times longer than any track's on a trained table.
+    norms = jnp.pad(jnp.where(banned, 0.0, reach.norms), (0, padding)).reshape(-1, block).max(1)
+    drifts = jnp.asarray(DRIFTS) * jnp.linalg.norm(hidden)
+    outside = jnp.where(above, -jnp.inf, maxima)
+    rise = jnp.max(outside[:, None] + norms[:, None] * drifts[None, :], axis=0)
+    pool = Pool(pooled, jnp.where(overflow, jnp.inf, rise + slack), hidden)
     values, rows = jax.lax.cond(
         overflow,
         lambda: _full_best(table, bias, hidden, banned, k),
@@ -248,16 +268,30 @@ def _rescan(reach: Reach, table, bias, hidden, banned, k: int, size: int, block:
     return values, rows, pool
 
 
+def _rise(reach: Reach, rise: jax.Array, at: jax.Array, drift: jax.Array) -> jax.Array:
+    """No row outside a pool reaches this for a hidden state `drift` away from `at`.
+    The largest outside logit is a maximum of lines in the drift (one per block), so a
+    convex function: between two of DRIFTS the chord lies above it; past the last, it
+    rises at most by the table's radius."""
+    drifts = jnp.asarray(DRIFTS) * jnp.linalg.norm(at)
+    j = jnp.clip(jnp.searchsorted(drifts, drift, side="right") - 1, 0, len(DRIFTS) - 2)
+    width = drifts[j + 1] - drifts[j]
+    share = jnp.clip((drift - drifts[j]) / jnp.where(width > 0, width, 1.0), 0.0, 1.0)
+    # All infinite (a pool that vouches for nothing, or nothing outside) or all finite.
+    chord = rise[j] + jnp.where(jnp.isfinite(rise[j]), rise[j + 1] - rise[j], 0.0) * share
+    past = rise[-1] + reach.radius * (drift - drifts[-1])
+    return jnp.where(drift >= drifts[-1], past, chord)
+
+
 @partial(jax.jit, static_argnames="k")
-def _pool_pick(reach, table, bias, hidden, banned, rows, ceiling, at, k: int):
+def _pool_pick(reach, table, bias, hidden, banned, rows, rise, at, k: int):
     """The k best of a pool's `rows` by `exact_logits`, and a logit no row outside the
-    pool reaches for `hidden`: it was below the pool's `ceiling` for `at`, and a logit
-    moves by at most |row| |hidden - at|. Compared outside: XLA's CPU top k stays a fast
-    selection only while nothing computes on its values; one comparison turned it into a
-    sort of the pool (5 of a pick's 7 ms)."""
+    pool reaches for `hidden` (see `_rise`). Compared outside: XLA's CPU top k stays a
+    fast selection only while nothing computes on its values; one comparison turned it
+    into a sort of the pool (5 of a pick's 7 ms)."""
     values, rows = _pool_best(table, bias, hidden, banned, rows, k)
-    drift = reach.radius * jnp.linalg.norm(hidden - at) * (1 + 1e-4)  # rounding included
-    return values, rows, ceiling + drift + 2 * _slack(reach, hidden)
+    drift = jnp.linalg.norm(hidden - at) * (1 + 1e-4)  # rounding included
+    return values, rows, _rise(reach, rise, at, drift) + 2 * _slack(reach, hidden)
 
 
 _rescan_jit = jax.jit(_rescan, static_argnames=("k", "size"))
@@ -276,7 +310,7 @@ def pruned_best(
     `_full_best` finds them, reading the whole table only when the pool cannot vouch for
     its own k best (`_pool_pick`). Also the pool to pass next."""
     values, rows, bound = _pool_pick(
-        reach, table, bias, hidden, banned, pool.rows, pool.ceiling, pool.at, k
+        reach, table, bias, hidden, banned, pool.rows, pool.rise, pool.at, k
     )
     values, rows = np.asarray(values), np.asarray(rows)
     if values[-1] > np.asarray(bound):
@@ -307,11 +341,14 @@ class Generator:
         device = next(iter(table.devices()))
         self._put = lambda tree: jax.device_put(tree, jax.sharding.SingleDeviceSharding(device))
         self.table = self._put(table)  # no copy: already there
-        self.bias = self._put(jnp.zeros(table.shape[0]) if bias is None else bias)
+        self.bias = self._put(np.zeros(table.shape[0], np.float32) if bias is None else bias)
         self.pool_size = pool_size
         self._reach = reach_of(self.table, self.bias) if table.shape[0] > 4 * pool_size else None
         self.vocab_size = vocab_size or table.shape[0]
         self.context = model.config.context
+        # Built in numpy and put on the device: a jnp.zeros compiles a small program in
+        # every process (20-60 ms each, about 0.2 s of every `trecs generate`).
+        self._zeros = np.zeros(model.config.features, np.float32)
         graphdef, params = nnx.split(model)
 
         @jax.jit
@@ -365,11 +402,11 @@ class Generator:
 
     def _feed(self, tokens: Sequence[int]) -> jax.Array:
         """(Re)start the cache on `tokens` (at most a context); their readout."""
-        no_title = self._put(jnp.zeros(self.model.config.features))
+        no_title = self._put(self._zeros)
         self._window_title = self._title if tokens[0] == START else no_title
         self._cache = self._put(empty_cache(self.model))
         self._length = 0
-        self._sum = self._put(jnp.zeros(self.model.config.features))
+        self._sum = self._put(self._zeros)
         for token in tokens:
             hidden = self._advance(token)
         return hidden
@@ -394,7 +431,7 @@ class Generator:
         self._title = self._put(
             self._title_vector(self._params, self._put(title_tokens(title, buckets)))
             if buckets
-            else jnp.zeros(self.model.config.features)
+            else self._zeros
         )
         history = [START, *seeds]
         window = history[-self.context :]
