@@ -22,4 +22,7 @@ def keep_compiled_programs() -> None:
     except OSError:
         return
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(folder))
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    # Every program: reading one back takes milliseconds, compiling even the smallest
+    # 20-80 ms. With a 0.5 s minimum, those below it (the pool's pick, the title, the
+    # readout) cost a `trecs generate` at the MPD's size about 1 s in every process.
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
