@@ -62,6 +62,15 @@ def counted(generator_class):
     return Counting
 
 
+def same_as_full_scans(generator, exact, cases) -> bool:
+    """Whether `generator` continues every (seed tokens, settings) case as `exact`, a
+    generator of the same model whose pool is the whole table (so every pick scans)."""
+    return all(
+        generator.continue_playlist(tokens, settings) == exact.continue_playlist(tokens, settings)
+        for tokens, settings in cases
+    )
+
+
 def library(runs: int) -> dict:
     """Library figures: the float32 scan's bandwidth, the bytes each pick reads, the
     continuation's time, and a check that picks equal those of full scans."""
@@ -83,13 +92,14 @@ def library(runs: int) -> dict:
     scan_s, _ = median_s(lambda: scan(table, hidden), 10)
     generator.continue_playlist(SEEDS, Settings(length=60))  # compile, window restart included
     generator.scans = 0
-    greedy = generator.continue_playlist(SEEDS, Settings(length=50, greedy=True))
+    generator.continue_playlist(SEEDS, Settings(length=50, greedy=True))
     scans = generator.scans
-    exact = Generator(model, table, pool_size=NUM_ROWS)  # too large a pool: full scans
-    same = exact.continue_playlist(SEEDS, Settings(length=50, greedy=True)) == greedy
-    sampled = [generator.continue_playlist(SEEDS, Settings(length=50, seed=s)) for s in (1, 2)]
-    same &= sampled == [exact.continue_playlist(SEEDS, Settings(50, seed=s)) for s in (1, 2)]
-    del exact
+    same = same_as_full_scans(
+        generator,
+        Generator(model, table, pool_size=NUM_ROWS),
+        [(SEEDS, Settings(length=50, greedy=True))]
+        + [(SEEDS, Settings(50, seed=s)) for s in (1, 2)],
+    )
     plain = Generator(model, table)
     plain.continue_playlist(SEEDS, Settings(length=60))
     seeds = iter(range(runs))
@@ -114,7 +124,8 @@ def library(runs: int) -> dict:
 def trained(run_dir: Path, runs: int) -> dict:
     """Library figures on a trained run: 50 sampled tracks after the first 5 tracks of
     each of the first `runs` test playlists of its database, scans counted, and a check
-    of two continuations against full scans."""
+    of two continuations against full scans; and the run with a seed track (its token
+    and URI) for the CLI figures."""
     from trecs.checkpoints import load_run
     from trecs.config import NUM_SPECIAL
     from trecs.db import connect
@@ -150,11 +161,10 @@ def trained(run_dir: Path, runs: int) -> dict:
         generator.continue_playlist(tokens, Settings(length=50, seed=seed))
         times.append(time.perf_counter() - start)
         scans.append(generator.scans)
-    exact = Generator(run.model, run.table, len(run.vocab), run.bias, pool_size=len(run.table))
-    same = all(
-        exact.continue_playlist(tokens, Settings(50, seed=seed))
-        == generator.continue_playlist(tokens, Settings(50, seed=seed))
-        for seed, tokens in enumerate(seeds[:2])
+    same = same_as_full_scans(
+        generator,
+        Generator(run.model, run.table, len(run.vocab), run.bias, pool_size=len(run.table)),
+        [(tokens, Settings(50, seed=seed)) for seed, tokens in enumerate(seeds[:2])],
     )
     return {
         "rows": run.table.shape[0],
@@ -162,14 +172,13 @@ def trained(run_dir: Path, runs: int) -> dict:
         "times": times,
         "scans": scans,
         "same": same,
-        "token": seeds[0][0],
-        "uri": uri,
+        "seeded": (run_dir, seeds[0][0], uri),
     }
 
 
-def make_run(root: Path) -> tuple[Path, str]:
+def make_run(root: Path) -> tuple[Path, int, str]:
     """A saved run with 2,262,295 rows, every one a track of a small synthetic database
-    (repeating them); and a seed track's URI."""
+    (repeating them); and a seed track: its token and URI."""
     import numpy as np
 
     from trecs.build_db import build_database
@@ -193,7 +202,7 @@ def make_run(root: Path) -> tuple[Path, str]:
         conn.close()
     track_ids = np.resize(ids, NUM_ROWS - NUM_SPECIAL)
     Vocabulary(track_ids, np.ones(NUM_ROWS, np.int64)).save(root / "run" / "vocab.npz")
-    return root / "run", uri
+    return root / "run", NUM_SPECIAL, uri  # the first track's token, and its URI
 
 
 def cli_s(run_dir: Path, uri: str, length: int) -> float:
@@ -228,14 +237,15 @@ def fresh_s(run_dir: Path, length: int, token: int) -> float:
     return float(done.stdout.split()[-1])
 
 
-def cli(runs: int, run_dir: Path | None, token: int, uri: str) -> tuple[list[float], ...]:
+def cli(runs: int, seeded: tuple[Path, int, str] | None) -> tuple[list[float], ...]:
     """Wall times of the 60-track and 10-track CLI runs, and the continuation alone in a
-    fresh process for both lengths, alternated, from the seed track `uri` (`token` in the
-    run); on `run_dir`, or on an untrained run made for the purpose."""
+    fresh process for both lengths, alternated; on `seeded` (a run, its seed track's
+    token and URI), or on an untrained run made for the purpose."""
     with tempfile.TemporaryDirectory() as tmp:
-        if run_dir is None:
+        if seeded is None:
             print("making an untrained 2,262,295-row run ...", flush=True)
-            run_dir, uri = make_run(Path(tmp))
+            seeded = make_run(Path(tmp))
+        run_dir, token, uri = seeded
         long, short, fresh_long, fresh_short = [], [], [], []
         for _ in range(runs):
             long.append(cli_s(run_dir, uri, 60))
@@ -273,10 +283,10 @@ def main() -> None:
     print(f"picks equal to full float32 scans (greedy and sampled): {lib['same']}")
     times = ", ".join(f"{t:.2f}" for t in lib["times"])
     print(f"untrained table, library, 50 tracks: median {lib['median']:.2f} s (runs {times})")
-    token, uri = 5, ""  # the untrained run's first track; its URI comes with the run
+    seeded = None
     if args.trained:
         run = trained(args.trained, args.runs)
-        token, uri = run["token"], run["uri"]
+        seeded = run["seeded"]
         print(
             f"trained table ({args.trained}, {run['rows']:,} rows), library, 50 sampled "
             f"tracks after 5 seed tracks: median {run['median']:.2f} s (runs "
@@ -285,7 +295,7 @@ def main() -> None:
         )
     which = f"trained run {args.trained}" if args.trained else "untrained run"
     print(f"CLI figures on the {which}:")
-    long, short, fresh_long, fresh_short = cli(args.cli_runs, args.trained, token, uri)
+    long, short, fresh_long, fresh_short = cli(args.cli_runs, seeded)
     print(
         "fresh process, continuation alone (compiling included), 60 minus 10 tracks: "
         f"{statistics.median(fresh_long) - statistics.median(fresh_short):.2f} s between "

@@ -125,6 +125,11 @@ BLOCK = 4
 DRIFTS = (0.0, *(k / 128 for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)))
 
 
+def _ladder(at: jax.Array) -> jax.Array:
+    """The drifts of DRIFTS away from the hidden state `at`, in its units."""
+    return jnp.asarray(DRIFTS) * jnp.linalg.norm(at)
+
+
 class Reach(NamedTuple):
     """What bounds how far a logit can move: the largest |table[i]| and |bias[i]|, and
     every |table[i]|."""
@@ -256,7 +261,7 @@ def _rescan(reach: Reach, table, bias, hidden, banned, k: int, size: int, block:
     # Banned rows stay banned, so their length does not count: the special tokens' rows
     # are several times longer than any track's on a trained table.
     norms = jnp.pad(jnp.where(banned, 0.0, reach.norms), (0, padding)).reshape(-1, block).max(1)
-    drifts = jnp.asarray(DRIFTS) * jnp.linalg.norm(hidden)
+    drifts = _ladder(hidden)
     outside = jnp.where(above, -jnp.inf, maxima)
     rise = jnp.max(outside[:, None] + norms[:, None] * drifts[None, :], axis=0)
     pool = Pool(pooled, jnp.where(overflow, jnp.inf, rise + slack), hidden)
@@ -273,7 +278,7 @@ def _rise(reach: Reach, rise: jax.Array, at: jax.Array, drift: jax.Array) -> jax
     The largest outside logit is a maximum of lines in the drift (one per block), so a
     convex function: between two of DRIFTS the chord lies above it; past the last, it
     rises at most by the table's radius."""
-    drifts = jnp.asarray(DRIFTS) * jnp.linalg.norm(at)
+    drifts = _ladder(at)
     j = jnp.clip(jnp.searchsorted(drifts, drift, side="right") - 1, 0, len(DRIFTS) - 2)
     width = drifts[j + 1] - drifts[j]
     share = jnp.clip((drift - drifts[j]) / jnp.where(width > 0, width, 1.0), 0.0, 1.0)
