@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,33 @@ def test_only_orbax_abandoned_shard_reads_are_silenced(monkeypatch):
     abandoned("_read_array_index_and_device_put")
     abandoned("someone_elses")
     assert reported == ["_read_array_index_and_device_put", "someone_elses"]
+
+
+def test_only_orbax_shard_reads_never_started_are_not_warned_of(monkeypatch):
+    """A shard read abandoned before it started is collected with a "never awaited"
+    RuntimeWarning (seen in a full test run): silenced for Orbax's reads only."""
+    gc.collect()
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+
+    def never_started(name: str) -> None:
+        async def read() -> None:
+            pass
+
+        read.__name__ = read.__qualname__ = name
+        coroutine = read()
+        del coroutine
+        gc.collect()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        never_started("_read_array_index_and_device_put")
+        checkpoints_module._drop_abandoned_reads()
+        never_started("_read_array_index_and_device_put")
+        never_started("someone_elses")
+    assert [str(w.message) for w in caught] == [
+        "coroutine '_read_array_index_and_device_put' was never awaited",  # before
+        "coroutine 'someone_elses' was never awaited",
+    ]
 
 
 def test_only_callbacks_finding_orbax_loop_closed_are_silenced(monkeypatch):

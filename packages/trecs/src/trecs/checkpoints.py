@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -119,7 +120,14 @@ def _drop_abandoned_reads() -> None:
     _read_array_index_and_device_put>"), TensorStore's callback when it finds Orbax's event
     loop closed ("RuntimeError: Event loop is closed" from `call_soon_threadsafe`). Often
     hundreds of lines, at random times around the one-line notice. Those reports, and
-    only those, are dropped; every other one reaches the hook that was in place."""
+    only those, are dropped; every other one reaches the hook that was in place. A read
+    abandoned before it started warns instead ("RuntimeWarning: coroutine ... was never
+    awaited", more often since arrays are read in chunks): that warning is ignored too."""
+    warnings.filterwarnings(  # every time: test runners restore the filters they found
+        "ignore",
+        message=rf"coroutine '(.*\.)?{_ORBAX_SHARD_READ}' was never awaited",
+        category=RuntimeWarning,
+    )
     previous = sys.unraisablehook
     if getattr(previous, "drops_abandoned_reads", False):
         return
