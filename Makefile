@@ -8,7 +8,7 @@ MPD_ZIP := data/spotify_million_playlist_dataset.zip
 DEMO := data/demo
 
 .PHONY: demo test lint bench-build-db bench-train bench-losses bench-checkpoints bench-generate bench-generate-trecs \
-	bench-generate-pressedplay bench-evaluate bench-challenge bench-dataset bench-predict bench-prior bench-real-covers bench-server clean-demo
+	bench-generate-pressedplay bench-evaluate bench-challenge bench-dataset bench-predict bench-prior bench-real-covers bench-real-playlists bench-server clean-demo
 
 ## demo: the main job end to end on built-in synthetic data, no network
 # The first track of demo playlist 0 (synth-mpd --seed 0; tests/trecs/test_synth.py pins it).
@@ -123,6 +123,10 @@ bench-prior:
 
 bench-real-covers:
 	$(PYTHON) benchmarks/real_covers.py
+
+# trecs on the 2,000 real playlists over split seeds: ranker vs baselines per category
+bench-real-playlists:
+	$(PYTHON) benchmarks/real_playlists.py
 
 bench-server:
 	$(PYTHON) benchmarks/server_burst.py
