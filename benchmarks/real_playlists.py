@@ -115,6 +115,8 @@ def main() -> None:
     parser.add_argument("--num-steps", type=int, default=3000)
     parser.add_argument("--work", type=Path, default=Path("data/bench-real-playlists"))
     args = parser.parse_args()
+    if not DATA.is_dir():
+        parser.error(f"{DATA} is missing: the real playlists this benchmark runs on")
     pooled_category, pooled = [], {}
     for seed in SPLIT_SEEDS[: args.seeds]:
         db, ranker = prepare(args.work / f"seed-{seed}", seed, args.num_steps)
