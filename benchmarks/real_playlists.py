@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from trecs.build_db import build_database
-from trecs.challenge import CATEGORIES, make_cases
+from trecs.challenge import CATEGORIES, make_cases, recommend_batches
 from trecs.config import TrainConfig
-from trecs.evaluate import artists, evaluate
-from trecs.metrics import ndcg, r_precision
+from trecs.evaluate import artists
+from trecs.metrics import ndcg, r_precision, summarise
 from trecs.ranker import train_ranker
 from trecs.recommenders import BASELINES, load
 from trecs.train import train
@@ -65,11 +65,12 @@ def case_values(db: Path, ranker: Path) -> tuple[np.ndarray, dict[str, np.ndarra
     models.update({name: name for name in BASELINES})
     values = {}
     for name, model in models.items():
-        result = evaluate(load(model, db), cases, artist_of)
+        queries = [c.query for c in cases]
+        recommended = recommend_batches(load(model, db), queries, 500, batch_size=1024)
         values[name] = np.array(
             [
                 (r_precision(recs, case.held_out, artist_of), ndcg(recs, case.held_out))
-                for recs, case in zip(result.recommendations, cases, strict=True)
+                for recs, case in zip(recommended, cases, strict=True)
             ]
         )
     return np.array([c.category for c in cases]), values
@@ -98,9 +99,8 @@ def report(title: str, category: np.ndarray, values: dict[str, np.ndarray]) -> N
                 continue
             cells = []
             for name in names:
-                v = values[name][at, column]
-                half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-                cells.append(f"{v.mean():.3f} ± {half:.3f}")
+                summary = summarise(values[name][at, column].tolist())
+                cells.append(f"{summary.mean:.3f} ± {summary.ci95:.3f}")
             rivals = ["popularity"] if group == 1 else ["cooccurrence", "playlist-knn"]
             versus = ratio(
                 values["ranker"][at, column], [values[r][at, column] for r in rivals], rng
@@ -115,6 +115,8 @@ def main() -> None:
     parser.add_argument("--num-steps", type=int, default=3000)
     parser.add_argument("--work", type=Path, default=Path("data/bench-real-playlists"))
     args = parser.parse_args()
+    if not 1 <= args.seeds <= len(SPLIT_SEEDS):
+        parser.error(f"--seeds {args.seeds}: expected 1 to {len(SPLIT_SEEDS)}")
     if not DATA.is_dir():
         parser.error(f"{DATA} is missing: the real playlists this benchmark runs on")
     pooled_category, pooled = [], {}
