@@ -23,13 +23,17 @@ about 20 minutes a seed on 2 cores, most of it training.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from trecs.build_db import build_database
 from trecs.challenge import CATEGORIES, make_cases, recommend_batches
+from trecs.checkpoints import load_run
 from trecs.config import TrainConfig
+from trecs.errors import UserError
 from trecs.evaluate import artists
 from trecs.metrics import ndcg, r_precision, summarise
 from trecs.ranker import train_ranker
@@ -42,19 +46,42 @@ BOOTSTRAP = 2000
 
 
 def prepare(work: Path, seed: int, num_steps: int) -> tuple[Path, Path]:
-    """(database, ranker) of one split seed, built and trained where not yet present."""
+    """(database, ranker) of one split seed, built and trained where not yet present. A
+    run stopped before `num_steps` is resumed (one without a checkpoint starts again), and
+    a ranker trained on another step of its run is trained again: an interrupted earlier
+    call is finished, never scored as it stands."""
     work.mkdir(parents=True, exist_ok=True)
     db, run, ranker = work / "real2k.db", work / "run", work / "ranker"
     if not db.exists():
         inputs = [DATA / "mpd.slice.0-999.json", DATA / "mpd.sample.json"]
         build_database(db, inputs, seed=seed)
-    if not (run / "config.json").exists():
+    config = TrainConfig(db=db, num_steps=num_steps, batch_size=32)
+    step = run_step(run)
+    if step is None:
+        shutil.rmtree(run, ignore_errors=True)
         print(f"seed {seed}: training {run} ({num_steps} steps) ...", flush=True)
-        train(run, TrainConfig(db=db, num_steps=num_steps, batch_size=32))
-    if not (ranker / "ranker.json").exists():
+        train(run, config)
+    elif step < num_steps:
+        print(f"seed {seed}: resuming {run} at step {step} of {num_steps} ...", flush=True)
+        train(run, config, resume=True)
+    step = run_step(run)
+    if step != num_steps:
+        raise UserError(f"{run}: a run of {step} steps, not {num_steps} (use another --work)")
+    meta = ranker / "ranker.json"
+    if not meta.exists() or json.loads(meta.read_text())["run_step"] != step:
         print(f"seed {seed}: training the ranker {ranker} ...", flush=True)
-        train_ranker(ranker, run, db)
+        train_ranker(ranker, run, db, force=True)
     return db, ranker
+
+
+def run_step(run: Path) -> int | None:
+    """The step of a run's newest checkpoint that restores; None without one."""
+    if not (run / "config.json").exists():
+        return None
+    try:
+        return load_run(run).step
+    except UserError:  # no complete checkpoint yet
+        return None
 
 
 def case_values(db: Path, ranker: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -121,7 +148,10 @@ def main() -> None:
         parser.error(f"{DATA} is missing: the real playlists this benchmark runs on")
     pooled_category, pooled = [], {}
     for seed in SPLIT_SEEDS[: args.seeds]:
-        db, ranker = prepare(args.work / f"seed-{seed}", seed, args.num_steps)
+        try:
+            db, ranker = prepare(args.work / f"seed-{seed}", seed, args.num_steps)
+        except UserError as exc:
+            parser.exit(2, f"error: {exc}\n")
         category, values = case_values(db, ranker)
         report(f"split seed {seed}", category, values)
         pooled_category.append(category)
