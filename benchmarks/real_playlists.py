@@ -36,7 +36,7 @@ from trecs.config import TrainConfig
 from trecs.errors import UserError
 from trecs.evaluate import artists
 from trecs.metrics import ndcg, r_precision, summarise
-from trecs.ranker import train_ranker
+from trecs.ranker import META_FILE, train_ranker
 from trecs.recommenders import BASELINES, load
 from trecs.train import train
 
@@ -57,17 +57,17 @@ def prepare(work: Path, seed: int, num_steps: int) -> tuple[Path, Path]:
         build_database(db, inputs, seed=seed)
     config = TrainConfig(db=db, num_steps=num_steps, batch_size=32)
     step = run_step(run)
-    if step is None:
-        shutil.rmtree(run, ignore_errors=True)
-        print(f"seed {seed}: training {run} ({num_steps} steps) ...", flush=True)
-        train(run, config)
-    elif step < num_steps:
-        print(f"seed {seed}: resuming {run} at step {step} of {num_steps} ...", flush=True)
-        train(run, config, resume=True)
-    step = run_step(run)
+    if step is None or step < num_steps:
+        if step is None:
+            shutil.rmtree(run, ignore_errors=True)
+            print(f"seed {seed}: training {run} ({num_steps} steps) ...", flush=True)
+        else:
+            print(f"seed {seed}: resuming {run} at step {step} of {num_steps} ...", flush=True)
+        train(run, config, resume=step is not None)
+        step = run_step(run)
     if step != num_steps:
         raise UserError(f"{run}: a run of {step} steps, not {num_steps} (use another --work)")
-    meta = ranker / "ranker.json"
+    meta = ranker / META_FILE
     if not meta.exists() or json.loads(meta.read_text())["run_step"] != step:
         print(f"seed {seed}: training the ranker {ranker} ...", flush=True)
         train_ranker(ranker, run, db, force=True)
@@ -90,9 +90,9 @@ def case_values(db: Path, ranker: Path) -> tuple[np.ndarray, dict[str, np.ndarra
     artist_of = artists(db)
     models = {"ranker": str(ranker), "transformer": str(ranker.parent / "run")}
     models.update({name: name for name in BASELINES})
+    queries = [c.query for c in cases]
     values = {}
     for name, model in models.items():
-        queries = [c.query for c in cases]
         recommended = recommend_batches(load(model, db), queries, 500, batch_size=1024)
         values[name] = np.array(
             [
